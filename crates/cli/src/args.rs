@@ -1,0 +1,127 @@
+//! Command-line grammar. Only parsing happens here; every value is validated when the request
+//! is resolved (see `request`), with the same ranges as the configuration file.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// Airlock: run untrusted code in a Linux sandbox that nothing escapes.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one command in a fresh sandbox and report what happened (capsule-run compatible).
+    Run(RunArgs),
+    /// Check what this host offers the sandbox and how to fix what is missing.
+    Doctor(DoctorArgs),
+}
+
+/// How the result is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// One JSON document on stdout (the default when stdout is not a terminal).
+    Json,
+    /// The payload's output streamed live, and a one-line summary on stderr.
+    Text,
+}
+
+/// Flags of `airlock run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Wall-clock limit in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
+    /// Memory limit of the whole tree, e.g. 256M or 1G.
+    #[arg(short = 'm', long, value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU bandwidth in cores (0.5, 2) or millicores (500m).
+    #[arg(long, value_name = "CORES")]
+    pub cpu: Option<String>,
+    /// Relative CPU weight (1024 = normal).
+    #[arg(long, value_name = "SHARES")]
+    pub cpu_shares: Option<u64>,
+    /// CPU-time limit per process in milliseconds.
+    #[arg(long, value_name = "MS")]
+    pub max_cpu_time: Option<u64>,
+    /// Bytes of stdout plus stderr kept, e.g. 1M; the rest is dropped and flagged.
+    #[arg(long, value_name = "SIZE")]
+    pub max_output: Option<String>,
+    /// Maximum number of processes and threads.
+    #[arg(long, value_name = "N")]
+    pub max_pids: Option<u64>,
+    /// Largest file the payload may write, e.g. 64M.
+    #[arg(long, value_name = "SIZE")]
+    pub max_file_size: Option<String>,
+    /// Open files per process.
+    #[arg(long, value_name = "N")]
+    pub max_open_files: Option<u64>,
+    /// Size of the sandbox's /tmp, e.g. 64M.
+    #[arg(long, value_name = "SIZE")]
+    pub tmp_size: Option<String>,
+    /// Share the host's network (off by default: the sandbox has only loopback).
+    #[arg(long)]
+    pub network: bool,
+    /// Working directory inside the sandbox.
+    #[arg(short = 'w', long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Host directory to use as /workspace (default: a fresh tmpfs).
+    #[arg(long, value_name = "HOST_DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Environment variable for the payload (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "K=V", action = ArgAction::Append)]
+    pub env: Vec<String>,
+    /// Host path visible read-only at the same path (repeatable).
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub readonly: Vec<PathBuf>,
+    /// Host path visible read-write at the same path (repeatable).
+    #[arg(long, value_name = "PATH", action = ArgAction::Append)]
+    pub writable: Vec<PathBuf>,
+    /// Bind mount SRC:DST[:ro|rw] (repeatable; read-only unless rw).
+    #[arg(long, value_name = "SRC:DST[:MODE]", action = ArgAction::Append)]
+    pub bind: Vec<String>,
+    /// Execution id to report (default: a random UUID).
+    #[arg(long, value_name = "ID")]
+    pub execution_id: Option<String>,
+    /// Read the request as a JSON document from stdin.
+    #[arg(long)]
+    pub json: bool,
+    /// Pretty-print the JSON result.
+    #[arg(long)]
+    pub pretty: bool,
+    /// More logging on stderr (repeat for more).
+    #[arg(short, long, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Configuration file (else $AIRLOCK_CONFIG, ~/.config/airlock/config.toml, /etc/airlock/config.toml).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Profile of the configuration file to apply.
+    #[arg(short, long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// Write a configuration file with the built-in defaults and exit.
+    #[arg(long, value_name = "FILE")]
+    pub create_config: Option<PathBuf>,
+    /// Print the resolved policy and the host features it needs; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format (default: text on a terminal, json otherwise).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// The command and its arguments.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// Flags of `airlock doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print the checks as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,229 @@
+//! The sandbox side of a run: the process created by `clone` in the new namespaces.
+//!
+//! It is PID 1 of the sandbox's pid namespace ("init"). It waits until the supervisor has written
+//! its id maps and cgroup, builds the filesystem, drops every privilege, installs landlock and
+//! seccomp, then forks the payload and reaps processes until the payload exits. When init exits
+//! the kernel kills everything left in the namespace, `setsid` daemons included.
+//!
+//! Single-threaded throughout. Failures are reported to the supervisor as [`ChildMessage`]s.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{Gid, Pid, Uid};
+
+use crate::channel::ChildMessage;
+use crate::error::Stage;
+use crate::exec_plan::ExecPlan;
+use crate::seccomp::SeccompProgram;
+use crate::spec::{LandlockMode, NetworkMode, SandboxSpec, SANDBOX_UID};
+use crate::sys::{self, CloneResult};
+use crate::{landlock_rules, rlimits, rootfs};
+
+/// What init needs, prepared by the supervisor before `clone`.
+pub struct InitPlan<'a> {
+    /// The run's spec.
+    pub spec: &'a SandboxSpec,
+    /// Payload argv/env as C strings.
+    pub exec: ExecPlan,
+    /// Compiled seccomp filter, if enabled.
+    pub seccomp: Option<SeccompProgram>,
+    /// Highest capability number of this kernel.
+    pub cap_last: u32,
+    /// Whether the supervisor runs as root (then supplementary groups are dropped).
+    pub root_mode: bool,
+    /// Kernel landlock ABI (0 = none).
+    pub landlock_abi: u32,
+    /// rlimits for the payload.
+    pub rlimits: Vec<(nix::sys::resource::Resource, u64)>,
+}
+
+/// The sandbox ends of the supervisor's pipes.
+pub struct InitFds {
+    /// Read end of the start signal; EOF means the supervisor is gone.
+    pub sync: OwnedFd,
+    /// Write end of the message channel (close-on-exec).
+    pub channel: OwnedFd,
+    /// Payload stdin, or `None` for `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+    /// Payload stdout.
+    pub stdout: OwnedFd,
+    /// Payload stderr.
+    pub stderr: OwnedFd,
+}
+
+type Step = Result<(), (Stage, Errno)>;
+
+fn at(stage: Stage) -> impl Fn(Errno) -> (Stage, Errno) {
+    move |e| (stage, e)
+}
+
+/// Entry point of the cloned child. Never returns.
+pub fn run(plan: &InitPlan, fds: InitFds) -> ! {
+    let code = match setup(plan, &fds) {
+        Ok(payload) => {
+            let InitFds { sync, channel, stdin, stdout, stderr } = fds;
+            drop((sync, stdin, stdout, stderr));
+            reap_until(payload, &channel)
+        }
+        Err((stage, errno)) => {
+            let _ = ChildMessage::SetupFailed { stage, errno: errno as i32 }.send(&fds.channel);
+            1
+        }
+    };
+    sys::exit_now(code)
+}
+
+fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
+    // Die with the supervisor (bubblewrap's --die-with-parent), then wait for its go: the id maps
+    // and cgroup must be in place before anything runs.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(fds.sync.as_raw_fd(), &mut byte) {
+        Ok(1) => {}
+        Ok(_) => return Err((Stage::Sync, Errno::EPIPE)),
+        Err(e) => return Err((Stage::Sync, e)),
+    }
+
+    // Entered only now, so the namespace is rooted at the cgroup the supervisor just assigned.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at(Stage::CgroupNamespace))?;
+    become_sandbox_user(plan.root_mode)?;
+    rootfs::build(plan.spec)?;
+    nix::unistd::sethostname(&plan.spec.hostname).map_err(at(Stage::Hostname))?;
+    if plan.spec.network == NetworkMode::None {
+        sys::loopback_up().map_err(at(Stage::Loopback))?;
+    }
+    drop_capabilities(plan.cap_last)?;
+    nix::sys::prctl::set_no_new_privs().map_err(at(Stage::NoNewPrivs))?;
+    // Not dumpable: the payload runs as the same uid and must not open /proc/1/mem.
+    nix::sys::prctl::set_dumpable(false).map_err(at(Stage::NoNewPrivs))?;
+    apply_landlock(plan, fds)?;
+    if let Some(filter) = &plan.seccomp {
+        crate::seccomp::install(filter).map_err(at(Stage::Seccomp))?;
+    }
+    match sys::fork_payload().map_err(at(Stage::Fork))? {
+        CloneResult::Parent(pid) => Ok(pid),
+        CloneResult::Child => exec_payload(plan, fds),
+    }
+}
+
+/// Switch to the sandbox uid/gid while keeping the capabilities that building the filesystem
+/// needs. As root the process starts as host root (unmapped here): supplementary groups are
+/// dropped first so no host group survives into the sandbox.
+fn become_sandbox_user(root_mode: bool) -> Step {
+    let stage = Stage::Identity;
+    if root_mode {
+        nix::unistd::setgroups(&[]).map_err(at(stage))?;
+    }
+    let (uid, gid) = (Uid::from_raw(SANDBOX_UID), Gid::from_raw(SANDBOX_UID));
+    sys::set_keep_caps(true).map_err(at(stage))?;
+    nix::unistd::setresgid(gid, gid, gid).map_err(at(stage))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(at(stage))?;
+    sys::set_keep_caps(false).map_err(at(stage))?;
+    sys::raise_effective_caps().map_err(at(stage))
+}
+
+/// Empty the bounding, ambient, effective, permitted and inheritable sets.
+fn drop_capabilities(cap_last: u32) -> Step {
+    let stage = Stage::Capabilities;
+    for cap in 0..=cap_last {
+        sys::drop_bounding_cap(cap).map_err(at(stage))?;
+    }
+    sys::clear_ambient_caps().map_err(at(stage))?;
+    sys::clear_caps().map_err(at(stage))
+}
+
+fn apply_landlock(plan: &InitPlan, fds: &InitFds) -> Step {
+    let mode = plan.spec.protections.landlock;
+    if mode == LandlockMode::Off {
+        return Ok(());
+    }
+    if plan.landlock_abi == 0 {
+        return match mode {
+            LandlockMode::Required => Err((Stage::Landlock, Errno::ENOSYS)),
+            _ => {
+                let _ = ChildMessage::LandlockApplied { abi: 0 }.send(&fds.channel);
+                Ok(())
+            }
+        };
+    }
+    let abi = landlock_rules::apply(plan.spec, plan.landlock_abi).map_err(at(Stage::Landlock))?;
+    if abi == 0 && mode == LandlockMode::Required {
+        return Err((Stage::Landlock, Errno::ENOSYS));
+    }
+    let _ = ChildMessage::LandlockApplied { abi }.send(&fds.channel);
+    Ok(())
+}
+
+/// In the forked payload: wire stdio, close everything else, apply rlimits, exec.
+fn exec_payload(plan: &InitPlan, fds: &InitFds) -> ! {
+    let report = |stage: Stage, errno: Errno| -> ! {
+        let _ = ChildMessage::SetupFailed { stage, errno: errno as i32 }.send(&fds.channel);
+        sys::exit_now(126)
+    };
+    sys::reset_signals();
+    if let Err(e) = nix::unistd::setsid() {
+        report(Stage::Stdio, e);
+    }
+    let null;
+    let stdin_fd = match &fds.stdin {
+        Some(fd) => fd.as_raw_fd(),
+        None => {
+            match nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty()) {
+                Ok(fd) => {
+                    null = fd;
+                    null
+                }
+                Err(e) => report(Stage::Stdio, e),
+            }
+        }
+    };
+    for (from, to) in [(stdin_fd, 0), (fds.stdout.as_raw_fd(), 1), (fds.stderr.as_raw_fd(), 2)] {
+        if let Err(e) = nix::unistd::dup2(from, to) {
+            report(Stage::Stdio, e);
+        }
+    }
+    if let Err(e) = sys::close_fds_from(3, fds.channel.as_raw_fd()) {
+        report(Stage::Stdio, e);
+    }
+    if let Err(e) = rlimits::apply(&plan.rlimits) {
+        report(Stage::Rlimits, e);
+    }
+    if let Err(e) = std::env::set_current_dir(&plan.spec.workdir) {
+        report(Stage::Workdir, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+    }
+    let (argv, envp) = plan.exec.pointers();
+    let mut errno = Errno::ENOENT;
+    for path in &plan.exec.candidates {
+        match sys::execve(path, &argv, &envp) {
+            Errno::ENOENT | Errno::ENOTDIR => {}
+            Errno::EACCES => errno = Errno::EACCES,
+            other => {
+                errno = other;
+                break;
+            }
+        }
+    }
+    let _ = ChildMessage::ExecFailed { errno: errno as i32 }.send(&fds.channel);
+    sys::exit_now(127)
+}
+
+/// Reap every child; when the payload ends, report its status and exit (which kills the rest).
+fn reap_until(payload: Pid, channel: &OwnedFd) -> i32 {
+    loop {
+        match waitpid(None, None) {
+            Ok(status) if status.pid() == Some(payload) => {
+                let raw = match status {
+                    WaitStatus::Exited(_, code) => (code & 0xff) << 8,
+                    WaitStatus::Signaled(_, sig, core) => sig as i32 | if core { 0x80 } else { 0 },
+                    _ => continue,
+                };
+                let _ = ChildMessage::PayloadExited { status: raw }.send(channel);
+                return 0;
+            }
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => return 1,
+        }
+    }
+}

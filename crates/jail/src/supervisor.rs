@@ -1,0 +1,420 @@
+//! The supervisor side of a run: the caller's process. It clones the sandbox init, writes its id
+//! maps, puts it in its cgroup, releases it, then drains its output, enforces the wall-clock
+//! limit and collects the outcome. Nothing of the run outlives [`run`]: the pid namespace dies
+//! with its init and the cgroup is removed.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::cgroup::{Cgroup, CgroupStats};
+use crate::channel::{ChildMessage, Receiver};
+use crate::error::JailError;
+use crate::exec_plan::ExecPlan;
+use crate::init::{InitFds, InitPlan};
+use crate::outcome::{Applied, Outcome, Status, Usage};
+use crate::spec::{LandlockMode, NetworkMode, SandboxSpec, Stdin};
+use crate::sys::{self, CloneResult};
+use crate::{rlimits, seccomp, validate};
+
+/// Which stream output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Receives the payload's output as it arrives, at most the output limit in total.
+pub trait OutputSink {
+    /// Called with each chunk that is kept.
+    fn output(&mut self, stream: Stream, data: &[u8]);
+}
+
+/// An [`OutputSink`] that keeps everything it is given.
+#[derive(Debug, Default)]
+pub struct Collector {
+    /// Kept stdout.
+    pub stdout: Vec<u8>,
+    /// Kept stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl OutputSink for Collector {
+    fn output(&mut self, stream: Stream, data: &[u8]) {
+        match stream {
+            Stream::Stdout => self.stdout.extend_from_slice(data),
+            Stream::Stderr => self.stderr.extend_from_slice(data),
+        }
+    }
+}
+
+const NAMESPACES: libc::c_int =
+    libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+
+fn sv(what: &'static str) -> impl Fn(Errno) -> JailError {
+    move |source| JailError::Supervisor { what, source }
+}
+
+/// Run `spec` in a fresh sandbox and wait for it to end.
+///
+/// Must be called from a single-threaded process (a user namespace cannot be entered safely
+/// from a forked copy of a multi-threaded one); async callers use a launcher process.
+pub fn run(spec: &SandboxSpec, sink: &mut dyn OutputSink) -> Result<Outcome, JailError> {
+    validate::spec(spec)?;
+    if sys::thread_count() != Some(1) {
+        return Err(JailError::Supervisor {
+            what: "the engine must run in a single-threaded process",
+            source: Errno::EINVAL,
+        });
+    }
+    let landlock_abi = sys::landlock_abi_version().unwrap_or(0);
+    if spec.protections.landlock == LandlockMode::Required && landlock_abi == 0 {
+        return Err(JailError::LandlockUnsupported);
+    }
+    let plan = InitPlan {
+        spec,
+        exec: ExecPlan::new(spec)?,
+        seccomp: spec.protections.seccomp.then(seccomp::compile_default).transpose()?,
+        cap_last: cap_last(),
+        root_mode: nix::unistd::geteuid().is_root(),
+        landlock_abi,
+        rlimits: rlimits::wanted(&spec.limits),
+    };
+    let cgroup = match spec.limits.needs_cgroup() {
+        true => Some(Cgroup::create(spec.protections.cgroup, &cgroup_name(), &spec.limits)?),
+        false => None,
+    };
+    let result = start_and_supervise(spec, &plan, cgroup.as_ref(), sink);
+    let stats = cgroup.as_ref().map(Cgroup::stats);
+    if let Some(cg) = cgroup {
+        let cg_version = cg.version();
+        let destroyed = cg.destroy();
+        let mut outcome = result?;
+        destroyed?;
+        outcome.applied.cgroup = Some(cg_version);
+        return Ok(finish(outcome, spec, stats));
+    }
+    Ok(finish(result?, spec, stats))
+}
+
+fn cgroup_name() -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("run-{}-{n}", std::process::id())
+}
+
+fn cap_last() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+fn pipe() -> Result<Pipe, JailError> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sv("pipe"))?;
+    Ok(Pipe { read, write })
+}
+
+/// What the supervise loop learned.
+struct Raw {
+    messages: Vec<ChildMessage>,
+    timed_out: bool,
+    wait: sys::WaitResult,
+    wall: Duration,
+    stdout_bytes: u64,
+    stderr_bytes: u64,
+    truncated: bool,
+}
+
+fn start_and_supervise(
+    spec: &SandboxSpec,
+    plan: &InitPlan,
+    cgroup: Option<&Cgroup>,
+    sink: &mut dyn OutputSink,
+) -> Result<Outcome, JailError> {
+    let sync = pipe()?;
+    let channel = pipe()?;
+    let stdout = pipe()?;
+    let stderr = pipe()?;
+    let stdin = match spec.stdin {
+        Stdin::Null => None,
+        Stdin::Bytes(_) => Some(pipe()?),
+    };
+    let mut flags = NAMESPACES;
+    if spec.network == NetworkMode::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    let start = Instant::now();
+    let pid = match sys::clone_into_namespaces(flags).map_err(JailError::UserNamespace)? {
+        CloneResult::Child => {
+            drop((sync.write, channel.read, stdout.read, stderr.read));
+            let fds = InitFds {
+                sync: sync.read,
+                channel: channel.write,
+                stdin: stdin.map(|p| {
+                    drop(p.write);
+                    p.read
+                }),
+                stdout: stdout.write,
+                stderr: stderr.write,
+            };
+            crate::init::run(plan, fds)
+        }
+        CloneResult::Parent(pid) => pid,
+    };
+    drop((sync.read, channel.write, stdout.write, stderr.write));
+    let stdin_writer = stdin.map(|p| p.write);
+    let released = write_id_maps(pid, spec, plan.root_mode)
+        .and_then(|()| cgroup.map_or(Ok(()), |cg| cg.add_process(pid.as_raw()).map_err(JailError::from)))
+        .and_then(|()| nix::unistd::write(&sync.write, &[1]).map(drop).map_err(sv("release sandbox")));
+    drop(sync.write);
+    if let Err(e) = released {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = sys::wait4(pid);
+        return Err(e);
+    }
+    let raw = supervise(spec, pid, start, channel.read, stdout.read, stderr.read, stdin_writer, sink)?;
+    outcome_from(raw, spec)
+}
+
+/// Map the sandbox user to the host identity. Rootless callers may only map themselves, after
+/// denying setgroups (user_namespaces(7)); root keeps setgroups so init can drop host groups.
+fn write_id_maps(pid: Pid, spec: &SandboxSpec, root_mode: bool) -> Result<(), JailError> {
+    let base = format!("/proc/{pid}");
+    let write = |file: &'static str, contents: String| {
+        std::fs::write(format!("{base}/{file}"), contents).map_err(|source| JailError::IdMap { file, source })
+    };
+    let inside = crate::spec::SANDBOX_UID;
+    write("uid_map", format!("{inside} {} 1\n", spec.identity.uid))?;
+    if !root_mode {
+        write("setgroups", "deny\n".into())?;
+    }
+    write("gid_map", format!("{inside} {} 1\n", spec.identity.gid))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    spec: &SandboxSpec,
+    pid: Pid,
+    start: Instant,
+    channel: OwnedFd,
+    stdout: OwnedFd,
+    stderr: OwnedFd,
+    mut stdin: Option<OwnedFd>,
+    sink: &mut dyn OutputSink,
+) -> Result<Raw, JailError> {
+    for fd in [&channel, &stdout, &stderr].into_iter().chain(stdin.as_ref()) {
+        set_nonblocking(fd)?;
+    }
+    let deadline = spec.limits.wall_time.map(|d| start + d);
+    let cap = spec.limits.max_output_bytes.unwrap_or(u64::MAX);
+    let stdin_data: &[u8] = match &spec.stdin {
+        Stdin::Bytes(b) => b,
+        Stdin::Null => &[],
+    };
+    let mut stdin_off = 0usize;
+    let mut open = [Some(channel), Some(stdout), Some(stderr)];
+    let mut rx = Receiver::default();
+    let mut messages = Vec::new();
+    let mut counts = [0u64; 2];
+    let mut kept = 0u64;
+    let mut timed_out = false;
+    let mut buf = vec![0u8; 64 * 1024];
+
+    while open.iter().any(Option::is_some) {
+        let timeout = match deadline {
+            Some(d) if !timed_out => {
+                let left = d.saturating_duration_since(Instant::now());
+                PollTimeout::try_from(left.as_millis().min(60_000) as i32 + 1).unwrap_or(PollTimeout::MAX)
+            }
+            _ => PollTimeout::NONE,
+        };
+        let mut pollfds: Vec<PollFd> =
+            open.iter().flatten().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+        if let Some(w) = &stdin {
+            pollfds.push(PollFd::new(w.as_fd(), PollFlags::POLLOUT));
+        }
+        match poll(&mut pollfds, timeout) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(sv("poll")(e)),
+            Ok(_) => {}
+        }
+        let ready: Vec<bool> = pollfds.iter().map(|p| p.any().unwrap_or(false)).collect();
+        drop(pollfds);
+        if !timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
+            timed_out = true;
+            let _ = kill(pid, Signal::SIGKILL);
+        }
+        let mut slot = 0;
+        for (i, entry) in open.iter_mut().enumerate() {
+            let Some(fd) = entry else { continue };
+            let is_ready = ready[slot];
+            slot += 1;
+            if !is_ready {
+                continue;
+            }
+            match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+                Ok(0) => *entry = None,
+                Ok(n) => {
+                    let data = &buf[..n];
+                    if i == 0 {
+                        messages.extend(rx.feed(data));
+                        continue;
+                    }
+                    counts[i - 1] += n as u64;
+                    let room = cap.saturating_sub(kept).min(n as u64) as usize;
+                    if room > 0 {
+                        kept += room as u64;
+                        let stream = if i == 1 { Stream::Stdout } else { Stream::Stderr };
+                        sink.output(stream, &data[..room]);
+                    }
+                }
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(_) => *entry = None,
+            }
+        }
+        if stdin.is_some() && ready.get(slot).copied().unwrap_or(false) {
+            let w = stdin.as_ref().map(|w| nix::unistd::write(w, &stdin_data[stdin_off..]));
+            match w {
+                Some(Ok(n)) => stdin_off += n,
+                Some(Err(Errno::EAGAIN | Errno::EINTR)) => {}
+                _ => stdin_off = stdin_data.len(),
+            }
+        }
+        if stdin_off >= stdin_data.len() {
+            stdin = None;
+        }
+    }
+    let wait = sys::wait4(pid).map_err(sv("wait for sandbox"))?;
+    Ok(Raw {
+        messages,
+        timed_out,
+        wait,
+        wall: start.elapsed(),
+        stdout_bytes: counts[0],
+        stderr_bytes: counts[1],
+        truncated: counts[0] + counts[1] > kept,
+    })
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> Result<(), JailError> {
+    let flags = nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).map_err(sv("fcntl"))?;
+    let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(fd.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(sv("fcntl"))?;
+    Ok(())
+}
+
+fn tv(t: libc::timeval) -> Duration {
+    Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+}
+
+/// Turn what the loop saw into an outcome, or the setup error the sandbox reported.
+fn outcome_from(raw: Raw, spec: &SandboxSpec) -> Result<Outcome, JailError> {
+    let mut payload_status = None;
+    let mut landlock_abi = None;
+    for msg in &raw.messages {
+        match *msg {
+            ChildMessage::SetupFailed { stage, errno } => {
+                return Err(JailError::Setup { stage, errno: Errno::from_raw(errno) })
+            }
+            ChildMessage::ExecFailed { errno } => {
+                let command = spec.argv[0].clone();
+                return Err(match Errno::from_raw(errno) {
+                    Errno::ENOENT | Errno::ENOTDIR => JailError::CommandNotFound(command),
+                    errno => JailError::CommandNotExecutable { command, errno },
+                });
+            }
+            ChildMessage::LandlockApplied { abi } => landlock_abi = (abi > 0).then_some(abi),
+            ChildMessage::PayloadExited { status } => payload_status = Some(status),
+        }
+    }
+    let (exit_code, signal) = match payload_status {
+        Some(s) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
+        Some(s) if libc::WIFSIGNALED(s) => (None, Some(libc::WTERMSIG(s))),
+        _ if raw.timed_out => (None, Some(libc::SIGKILL)),
+        // Init died without a report: it was killed from outside (e.g. the OOM killer picked it).
+        _ => (None, Some(libc::WTERMSIG(raw.wait.status).max(libc::SIGKILL))),
+    };
+    let ru = &raw.wait.rusage;
+    let usage = Usage {
+        wall: raw.wall,
+        user_cpu: tv(ru.ru_utime),
+        system_cpu: tv(ru.ru_stime),
+        peak_memory_bytes: ru.ru_maxrss.max(0) as u64 * 1024,
+        io_read_bytes: ru.ru_inblock.max(0) as u64 * 512,
+        io_write_bytes: ru.ru_oublock.max(0) as u64 * 512,
+        stdout_bytes: raw.stdout_bytes,
+        stderr_bytes: raw.stderr_bytes,
+        output_truncated: raw.truncated,
+    };
+    Ok(Outcome {
+        status: Status::Ok,
+        exit_code,
+        signal,
+        timed_out: raw.timed_out,
+        usage,
+        applied: Applied {
+            seccomp: spec.protections.seccomp,
+            landlock_abi,
+            cgroup: None,
+            host_uid: spec.identity.uid,
+        },
+    })
+}
+
+/// Fold cgroup statistics in and decide the status. Limits explain a failure only when the run
+/// failed: a build that brushed its pids limit and recovered still succeeded.
+fn finish(mut outcome: Outcome, spec: &SandboxSpec, stats: Option<CgroupStats>) -> Outcome {
+    let stats = stats.unwrap_or_default();
+    let u = &mut outcome.usage;
+    if let Some(ns) = stats.cpu_user_ns {
+        u.user_cpu = Duration::from_nanos(ns);
+    }
+    if let Some(ns) = stats.cpu_system_ns {
+        u.system_cpu = Duration::from_nanos(ns);
+    }
+    if let Some(peak) = stats.memory_peak_bytes {
+        u.peak_memory_bytes = peak;
+    }
+    u.io_read_bytes = stats.io_read_bytes.unwrap_or(u.io_read_bytes);
+    u.io_write_bytes = stats.io_write_bytes.unwrap_or(u.io_write_bytes);
+
+    let failed = outcome.exit_code != Some(0);
+    let cpu_used = u.user_cpu + u.system_cpu;
+    let cpu_limited = outcome.signal == Some(libc::SIGXCPU)
+        || (outcome.signal == Some(libc::SIGKILL)
+            && !outcome.timed_out
+            && spec.limits.cpu_time.is_some_and(|limit| cpu_used >= limit));
+    outcome.status = if failed && stats.oom_kills > 0 {
+        Status::MemoryLimit
+    } else if failed && stats.pids_max_hits > 0 {
+        Status::PidsLimit
+    } else if outcome.timed_out {
+        Status::Timeout
+    } else if cpu_limited {
+        Status::CpuTimeLimit
+    } else if outcome.signal == Some(libc::SIGXFSZ) {
+        Status::FileSizeLimit
+    } else if u.output_truncated {
+        Status::OutputLimit
+    } else if outcome.signal.is_some() {
+        Status::Signaled
+    } else if outcome.exit_code == Some(0) {
+        Status::Ok
+    } else {
+        Status::Exited
+    };
+    outcome
+}

@@ -1,0 +1,244 @@
+//! The engine's raw system calls: every `unsafe` block of Airlock lives in this file, each in a
+//! small named function with the reason it is sound. Everything else calls safe wrappers (these,
+//! or `nix`).
+
+use std::ffi::CStr;
+use std::os::fd::RawFd;
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// Result of [`clone_into_namespaces`] as seen by each side.
+pub enum CloneResult {
+    /// In the parent: the child's pid.
+    Parent(Pid),
+    /// In the child, which runs in the new namespaces.
+    Child,
+}
+
+/// `clone(2)` without a new stack, i.e. a `fork` that also creates the namespaces in `flags`.
+///
+/// The caller must be single-threaded so that the child's copy of the address space has no lock
+/// held by a thread that does not exist in it; the engine checks this before calling.
+pub fn clone_into_namespaces(flags: libc::c_int) -> Result<CloneResult, Errno> {
+    // SAFETY: with a null stack pointer, clone behaves like fork: the child continues on a copy
+    // of the caller's stack. No pointer arguments are passed (parent_tid, child_tid and tls are
+    // 0 and unused without the matching flags).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(CloneResult::Child),
+        pid => Ok(CloneResult::Parent(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// `fork(2)` in the sandbox init, which is single-threaded.
+pub fn fork_payload() -> Result<CloneResult, Errno> {
+    // SAFETY: the sandbox init is a single-threaded process (it was created by clone without
+    // CLONE_THREAD and never starts threads), so the child may run arbitrary code.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(CloneResult::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(CloneResult::Child),
+    }
+}
+
+/// Resource usage returned by `wait4(2)`.
+pub struct WaitResult {
+    /// Raw wait status.
+    pub status: libc::c_int,
+    /// Usage of the process and the children it waited for.
+    pub rusage: libc::rusage,
+}
+
+/// `wait4(2)` on one pid, retrying on EINTR.
+pub fn wait4(pid: Pid) -> Result<WaitResult, Errno> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: rusage is plain old data; an all-zero value is valid and the kernel fills it.
+        let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: both pointers point to live, writable locals of the right types.
+        let ret = unsafe { libc::wait4(pid.as_raw(), &mut status, 0, &mut rusage) };
+        match ret {
+            -1 if Errno::last() == Errno::EINTR => continue,
+            -1 => return Err(Errno::last()),
+            _ => return Ok(WaitResult { status, rusage }),
+        }
+    }
+}
+
+/// Drop `cap` from the bounding set (`PR_CAPBSET_DROP`), so no later execve can regain it.
+pub fn drop_bounding_cap(cap: u32) -> Result<(), Errno> {
+    // SAFETY: PR_CAPBSET_DROP takes one integer argument; no memory is passed.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    Errno::result(ret).map(drop)
+}
+
+/// Clear the ambient capability set.
+pub fn clear_ambient_caps() -> Result<(), Errno> {
+    // SAFETY: PR_CAP_AMBIENT_CLEAR_ALL takes only integer arguments.
+    let ret = unsafe {
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Keep permitted capabilities across a uid change (`PR_SET_KEEPCAPS`).
+pub fn set_keep_caps(keep: bool) -> Result<(), Errno> {
+    // SAFETY: PR_SET_KEEPCAPS takes one integer argument.
+    let ret = unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, keep as libc::c_ulong, 0, 0, 0) };
+    Errno::result(ret).map(drop)
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// Make the effective set equal the permitted set (after a uid change with keep-caps).
+pub fn raise_effective_caps() -> Result<(), Errno> {
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: version 3 capget reads one header and writes two CapData structs, which is what we
+    // pass; both are repr(C) and live for the call.
+    let ret = unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) };
+    Errno::result(ret)?;
+    for d in &mut data {
+        d.effective = d.permitted;
+    }
+    // SAFETY: as above; capset reads the header and two CapData structs.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    Errno::result(ret).map(drop)
+}
+
+/// Clear the effective, permitted and inheritable capability sets.
+pub fn clear_caps() -> Result<(), Errno> {
+    let mut header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let data = [CapData::default(); 2];
+    // SAFETY: version 3 capset reads one header and two CapData structs, which we pass.
+    let ret = unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) };
+    Errno::result(ret).map(drop)
+}
+
+/// Close every fd from `first` up, except `keep` (`close_range(2)`, Linux 5.9+, with a fallback
+/// that walks `/proc/self/fd` on older kernels).
+pub fn close_fds_from(first: RawFd, keep: RawFd) -> Result<(), Errno> {
+    let ranges = [(first, keep - 1), (keep + 1, RawFd::MAX)];
+    for (lo, hi) in ranges {
+        if lo > hi {
+            continue;
+        }
+        // SAFETY: close_range only takes integers; the fds it closes are not used afterwards by
+        // this process, which is about to execve.
+        let ret = unsafe { libc::syscall(libc::SYS_close_range, lo as libc::c_uint, hi as libc::c_uint, 0) };
+        if ret == -1 {
+            return close_fds_slow(first, keep);
+        }
+    }
+    Ok(())
+}
+
+fn close_fds_slow(first: RawFd, keep: RawFd) -> Result<(), Errno> {
+    let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
+        .map_err(|_| Errno::EBADF)?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd >= first && *fd != keep)
+        .collect();
+    for fd in fds {
+        let _ = nix::unistd::close(fd);
+    }
+    Ok(())
+}
+
+/// Reset every signal to its default action and unblock all signals, so the payload does not
+/// inherit the supervisor's `SIGPIPE` ignore (which Rust programs set at start).
+pub fn reset_signals() {
+    use nix::sys::signal::{sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL does not run any handler code, so there is no
+        // async-signal-safety requirement on our side.
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// `execve(2)`. Returns only on failure.
+pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_char]) -> Errno {
+    // SAFETY: `path` is NUL-terminated; `argv` and `envp` are NULL-terminated arrays of pointers
+    // to NUL-terminated strings that the caller keeps alive for the call (see `ExecPlan`).
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
+}
+
+/// Bring up the loopback interface of the current network namespace (it starts down).
+pub fn loopback_up() -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name and writes the flags of the ifreq we pass.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: the flags member of the union was just written by the kernel.
+    unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we pass.
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+}
+
+/// The landlock ABI version the kernel supports, or `None` without landlock.
+pub fn landlock_abi_version() -> Option<u32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with the VERSION flag, landlock_create_ruleset takes a null attr pointer and size 0
+    // and only returns a number.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    (ret > 0).then_some(ret as u32)
+}
+
+/// Number of threads of the calling process, from `/proc/self/status`.
+pub fn thread_count() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// `_exit(2)`: end a forked process without running the parent's exit handlers or flushing
+/// buffers that belong to the parent's copy of the address space.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions; it never returns.
+    unsafe { libc::_exit(code) }
+}
