@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one command in a fresh sandbox and report what happened (capsule-run compatible).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check what this host offers the sandbox and how to fix what is missing.
     Doctor(DoctorArgs),
 }

@@ -18,7 +18,7 @@ use crate::args::{Cli, Command};
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Run(args) => run_cmd::main(args),
+        Command::Run(args) => run_cmd::main(*args),
         Command::Doctor(args) => doctor::main(&args),
     };
     std::process::exit(code);

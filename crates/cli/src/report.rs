@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use airlock_jail::{Applied, Outcome, Status};
+use airlock_jail::{Applied, Collector, Limits, Outcome, Status};
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -99,28 +99,28 @@ impl Report {
     pub fn from_outcome(
         id: String,
         outcome: &Outcome,
-        stdout: &[u8],
-        stderr: &[u8],
+        output: &Collector,
         started: SystemTime,
         completed: SystemTime,
-        timeout_ms: Option<u64>,
-        max_output: Option<u64>,
+        limits: &Limits,
     ) -> Report {
         let u = &outcome.usage;
-        let error = outcome_error(outcome, timeout_ms, max_output);
+        let timeout_ms = limits.wall_time.map(|d| d.as_millis() as u64);
+        let error = outcome_error(outcome, timeout_ms, limits.max_output_bytes);
         let status = match outcome.status {
             Status::Ok | Status::Exited => "success",
             Status::Timeout => "timeout",
-            Status::OutputLimit if outcome.signal.is_none() => "error",
-            Status::PidsLimit if outcome.signal.is_none() => "error",
+            Status::OutputLimit | Status::PidsLimit | Status::MemoryLimit if outcome.signal.is_none() => {
+                "error"
+            }
             _ => "killed",
         };
         Report {
             execution_id: id,
             status,
             exit_code: outcome.exit_code,
-            stdout: String::from_utf8_lossy(stdout).into_owned(),
-            stderr: String::from_utf8_lossy(stderr).into_owned(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             metrics: Some(Metrics {
                 wall_time_ms: u.wall.as_millis() as u64,
                 cpu_time_ms: (u.user_cpu + u.system_cpu).as_millis() as u64,

@@ -50,17 +50,7 @@ fn run_json(req: &Request, id: String, started: SystemTime, pretty: bool) -> i32
     let mut out = Collector::default();
     match airlock_jail::run(&req.spec, &mut out) {
         Ok(outcome) => {
-            let timeout_ms = req.spec.limits.wall_time.map(|d| d.as_millis() as u64);
-            let r = Report::from_outcome(
-                id,
-                &outcome,
-                &out.stdout,
-                &out.stderr,
-                started,
-                SystemTime::now(),
-                timeout_ms,
-                req.spec.limits.max_output_bytes,
-            );
+            let r = Report::from_outcome(id, &outcome, &out, started, SystemTime::now(), &req.spec.limits);
             print_json(&r, pretty);
             report::exit_status(&outcome)
         }

@@ -315,7 +315,16 @@ fn mount_dev(root: &Path, shm_size: u64) -> SetupResult {
         Some("newinstance,ptmxmode=0666,mode=620"),
     )
     .map_err(at(Stage::Dev))?;
-    mount_tmpfs(&dev, "shm", "mode=1777", shm_size, Stage::Dev)
+    mount_tmpfs(&dev, "shm", "mode=1777", shm_size, Stage::Dev)?;
+    // Seal /dev itself: only the bound devices, pts and shm (separate mounts) stay writable.
+    mount(
+        None::<&str>,
+        &dev,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(at(Stage::Dev))
 }
 
 fn mount_tmpfs(parent: &Path, name: &str, mode: &str, size: u64, stage: Stage) -> SetupResult {

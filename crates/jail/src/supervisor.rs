@@ -374,8 +374,8 @@ fn outcome_from(raw: Raw, spec: &SandboxSpec) -> Result<Outcome, JailError> {
     })
 }
 
-/// Fold cgroup statistics in and decide the status. Limits explain a failure only when the run
-/// failed: a build that brushed its pids limit and recovered still succeeded.
+/// Fold cgroup statistics in and decide the status. A limit the tree hit is reported even when
+/// the payload itself exited 0 (a fork bomb's parent usually does); the exit code stays.
 fn finish(mut outcome: Outcome, spec: &SandboxSpec, stats: Option<CgroupStats>) -> Outcome {
     let stats = stats.unwrap_or_default();
     let u = &mut outcome.usage;
@@ -391,15 +391,14 @@ fn finish(mut outcome: Outcome, spec: &SandboxSpec, stats: Option<CgroupStats>) 
     u.io_read_bytes = stats.io_read_bytes.unwrap_or(u.io_read_bytes);
     u.io_write_bytes = stats.io_write_bytes.unwrap_or(u.io_write_bytes);
 
-    let failed = outcome.exit_code != Some(0);
     let cpu_used = u.user_cpu + u.system_cpu;
     let cpu_limited = outcome.signal == Some(libc::SIGXCPU)
         || (outcome.signal == Some(libc::SIGKILL)
             && !outcome.timed_out
             && spec.limits.cpu_time.is_some_and(|limit| cpu_used >= limit));
-    outcome.status = if failed && stats.oom_kills > 0 {
+    outcome.status = if stats.oom_kills > 0 {
         Status::MemoryLimit
-    } else if failed && stats.pids_max_hits > 0 {
+    } else if stats.pids_max_hits > 0 {
         Status::PidsLimit
     } else if outcome.timed_out {
         Status::Timeout

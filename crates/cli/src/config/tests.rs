@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::resolve::ResolvedPlatform;
 use super::test_util::TempDir;
 use super::*;
 
