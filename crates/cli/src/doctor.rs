@@ -151,7 +151,7 @@ fn sandbox_start() -> Check {
 
 fn cgroups() -> Check {
     let probe = airlock_jail::cgroup::probe(CgroupPreference::Auto);
-    match probe.chosen {
+    match probe.usable() {
         Some(v) => {
             Check::new("cgroups", Level::Ok, format!("{v:?} enforces memory, pids and cpu limits"), None)
         }

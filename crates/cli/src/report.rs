@@ -37,6 +37,9 @@ pub struct Report {
     /// Protections that were in force.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub isolation: Option<Applied>,
+    /// Built-in limits this host could not enforce.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// capsule-run's metrics block plus output counters.
@@ -137,6 +140,7 @@ impl Report {
             error,
             outcome: Some(outcome.status),
             isolation: Some(outcome.applied.clone()),
+            warnings: Vec::new(),
         }
     }
 
@@ -155,6 +159,7 @@ impl Report {
             error: Some(ErrorBody { code: err.code(), message: err.to_string(), details }),
             outcome: None,
             isolation: None,
+            warnings: Vec::new(),
         }
     }
 }

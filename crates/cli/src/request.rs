@@ -134,7 +134,7 @@ pub fn resolve(args: &RunArgs, document: Option<&str>) -> Result<Request, RunErr
     let cgroup = cgroup_preference(r.platform.cgroups_version);
     cgroup_defaults(&mut r, &requested, cgroup, &mut warnings);
     for w in &warnings {
-        tracing::warn!("{w}");
+        tracing::info!("{w}");
     }
     let spec = build_spec(argv, stdin, &r, cgroup)?;
     Ok(Request {
@@ -246,7 +246,7 @@ fn cgroup_defaults(r: &mut Resolved, req: &Requested, pref: CgroupPreference, wa
 }
 
 fn usable_cgroup(pref: CgroupPreference) -> Option<CgroupVersion> {
-    airlock_jail::cgroup::probe(pref).chosen
+    airlock_jail::cgroup::probe(pref).usable()
 }
 
 fn absolute(field: &str, p: &Path) -> Result<PathBuf, RunError> {
@@ -343,7 +343,7 @@ pub fn dry_run(id: &str, req: &Request) -> Value {
         checks.push(json!({
             "check": "cgroup",
             "why": "memory, pids and cpu limits",
-            "available": probe.chosen,
+            "available": probe.usable(),
             "hints": probe.hints,
         }));
     }

@@ -50,7 +50,9 @@ fn run_json(req: &Request, id: String, started: SystemTime, pretty: bool) -> i32
     let mut out = Collector::default();
     match airlock_jail::run(&req.spec, &mut out) {
         Ok(outcome) => {
-            let r = Report::from_outcome(id, &outcome, &out, started, SystemTime::now(), &req.spec.limits);
+            let mut r =
+                Report::from_outcome(id, &outcome, &out, started, SystemTime::now(), &req.spec.limits);
+            r.warnings.clone_from(&req.warnings);
             print_json(&r, pretty);
             report::exit_status(&outcome)
         }

@@ -20,7 +20,8 @@ fn root_memory_bomb_ends_as_memory_limit() {
 #[test]
 fn root_fork_bomb_ends_as_pids_limit() {
     assert!(is_root(), "this test needs root (cgroups)");
-    let r = run(&["--max-pids", "32", "--timeout", "3000"], &["/bin/bash", "-c", "f() { f | f & }; f; wait"]);
+    let r =
+        run(&["--max-pids", "32", "--timeout", "3000"], &["/bin/bash", "-c", "f() { f | f & }; f; sleep 10"]);
     assert_eq!(r.outcome(), "pids_limit", "{}", r.json);
     assert_eq!(r.code(), "E4003");
 }

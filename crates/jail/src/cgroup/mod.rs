@@ -325,6 +325,18 @@ pub struct CgroupProbe {
     pub hints: Vec<String>,
 }
 
+impl CgroupProbe {
+    /// The version a sandbox cgroup can really be created with by this user: the chosen one,
+    /// unless its base directory is known not to be writable.
+    pub fn usable(&self) -> Option<CgroupVersion> {
+        let probe = match self.chosen? {
+            CgroupVersion::V1 => &self.v1,
+            CgroupVersion::V2 => &self.v2,
+        };
+        (probe.writable != Some(false)).then_some(self.chosen?)
+    }
+}
+
 /// What one cgroup version offers on this host.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct VersionProbe {
