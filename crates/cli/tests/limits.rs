@@ -35,18 +35,19 @@ fn root_cgroup_limits_are_written_and_removed() {
         .spawn()
         .unwrap();
     let name = format!("run-{}-0", child.id());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let dirs = loop {
-        let found = find_dirs("/sys/fs/cgroup", &name);
-        if !found.is_empty() || std::time::Instant::now() > deadline {
-            break found;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    assert!(!dirs.is_empty(), "no cgroup named {name}");
     let read = |file: &str| {
-        dirs.iter().find_map(|d| std::fs::read_to_string(d.join(file)).ok()).map(|s| s.trim().to_string())
+        find_dirs("/sys/fs/cgroup", &name)
+            .iter()
+            .find_map(|d| std::fs::read_to_string(d.join(file)).ok())
+            .map(|s| s.trim().to_string())
     };
+    // The cgroup is complete once the sandbox runs: wait for its last limit file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while read("cpu.max").or_else(|| read("cpu.cfs_quota_us")).is_none()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     if let Some(max) = read("memory.max") {
         assert_eq!(max, (96u64 << 20).to_string());
         assert_eq!(read("pids.max").unwrap(), "40");
@@ -173,4 +174,40 @@ fn explicit_limit_is_enforced_or_fails_closed() {
         assert_eq!(r.code(), "E5001");
         assert_eq!(r.json["error"]["details"]["reason"], "cgroup_unavailable");
     }
+}
+
+#[test]
+fn terminating_airlock_kills_the_sandbox_and_still_reports() {
+    let marker = format!("{}", 9_000_000 + std::process::id());
+    let child = Command::new(airlock_bin())
+        .args(["run", "--", "/bin/sh", "-c", &format!("setsid sleep {marker} & sleep {marker}")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let cgroup = format!("run-{}-0", child.id());
+    // Wait until the payload runs, then stop airlock the way a terminal or a supervisor would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_with(&marker) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(processes_with(&marker), "the payload never started");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + libc::SIGTERM));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "killed", "{json}");
+    assert_eq!(json["error"]["details"]["signal_name"], "SIGTERM");
+    assert!(!processes_with(&marker), "sandbox processes survived airlock");
+    assert!(find_dirs("/sys/fs/cgroup", &cgroup).is_empty(), "cgroup {cgroup} left behind");
+}
+
+fn processes_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .any(|c| {
+            String::from_utf8_lossy(&c).starts_with("sleep") && String::from_utf8_lossy(&c).contains(marker)
+        })
 }

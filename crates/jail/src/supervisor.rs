@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
 use crate::cgroup::{Cgroup, CgroupStats};
@@ -91,7 +92,11 @@ pub fn run(spec: &SandboxSpec, sink: &mut dyn OutputSink) -> Result<Outcome, Jai
         true => Some(Cgroup::create(spec.protections.cgroup, &cgroup_name(), &spec.limits)?),
         false => None,
     };
-    let result = start_and_supervise(spec, &plan, cgroup.as_ref(), sink);
+    let result = Interrupts::catch().and_then(|interrupts| {
+        let result = start_and_supervise(spec, &plan, cgroup.as_ref(), &interrupts, sink);
+        interrupts.release();
+        result
+    });
     let stats = cgroup.as_ref().map(Cgroup::stats);
     if let Some(cg) = cgroup {
         let cg_version = cg.version();
@@ -117,6 +122,39 @@ fn cap_last() -> u32 {
         .unwrap_or(40)
 }
 
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT aimed at the supervisor while a sandbox runs: blocked and
+/// read from a signalfd, so that they kill the sandbox and the run still ends cleanly (outcome
+/// reported, cgroup removed) instead of killing the supervisor and orphaning the cleanup.
+struct Interrupts {
+    fd: SignalFd,
+    old_mask: SigSet,
+}
+
+impl Interrupts {
+    fn catch() -> Result<Interrupts, JailError> {
+        let mut mask = SigSet::empty();
+        for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+            mask.add(sig);
+        }
+        let mut old_mask = SigSet::empty();
+        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old_mask)).map_err(sv("block signals"))?;
+        let fd = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(sv("signalfd"))?;
+        Ok(Interrupts { fd, old_mask })
+    }
+
+    /// The next pending interrupt, if any.
+    fn take(&self) -> Option<i32> {
+        self.fd.read_signal().ok().flatten().map(|info| info.ssi_signo as i32)
+    }
+
+    /// Consume what is pending (it was acted on) and restore the caller's mask.
+    fn release(self) {
+        while self.take().is_some() {}
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.old_mask), None);
+    }
+}
+
 struct Pipe {
     read: OwnedFd,
     write: OwnedFd,
@@ -131,6 +169,8 @@ fn pipe() -> Result<Pipe, JailError> {
 struct Raw {
     messages: Vec<ChildMessage>,
     timed_out: bool,
+    /// The signal that made the supervisor kill the sandbox.
+    interrupted: Option<i32>,
     wait: sys::WaitResult,
     wall: Duration,
     stdout_bytes: u64,
@@ -142,6 +182,7 @@ fn start_and_supervise(
     spec: &SandboxSpec,
     plan: &InitPlan,
     cgroup: Option<&Cgroup>,
+    interrupts: &Interrupts,
     sink: &mut dyn OutputSink,
 ) -> Result<Outcome, JailError> {
     let sync = pipe()?;
@@ -185,7 +226,15 @@ fn start_and_supervise(
         let _ = sys::wait4(pid);
         return Err(e);
     }
-    let raw = supervise(spec, pid, start, channel.read, stdout.read, stderr.read, stdin_writer, sink)?;
+    let raw = supervise(
+        spec,
+        pid,
+        start,
+        [channel.read, stdout.read, stderr.read],
+        stdin_writer,
+        interrupts,
+        sink,
+    )?;
     outcome_from(raw, spec)
 }
 
@@ -204,18 +253,18 @@ fn write_id_maps(pid: Pid, spec: &SandboxSpec, root_mode: bool) -> Result<(), Ja
     write("gid_map", format!("{inside} {} 1\n", spec.identity.gid))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Drain `[channel, stdout, stderr]` until the sandbox is gone, feeding stdin and enforcing the
+/// wall-clock limit and interrupts on the way.
 fn supervise(
     spec: &SandboxSpec,
     pid: Pid,
     start: Instant,
-    channel: OwnedFd,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    readers: [OwnedFd; 3],
     mut stdin: Option<OwnedFd>,
+    interrupts: &Interrupts,
     sink: &mut dyn OutputSink,
 ) -> Result<Raw, JailError> {
-    for fd in [&channel, &stdout, &stderr].into_iter().chain(stdin.as_ref()) {
+    for fd in readers.iter().chain(stdin.as_ref()) {
         set_nonblocking(fd)?;
     }
     let deadline = spec.limits.wall_time.map(|d| start + d);
@@ -225,7 +274,8 @@ fn supervise(
         Stdin::Null => &[],
     };
     let mut stdin_off = 0usize;
-    let mut open = [Some(channel), Some(stdout), Some(stderr)];
+    let mut open = readers.map(Some);
+    let mut interrupted = None;
     let mut rx = Receiver::default();
     let mut messages = Vec::new();
     let mut counts = [0u64; 2];
@@ -243,6 +293,7 @@ fn supervise(
         };
         let mut pollfds: Vec<PollFd> =
             open.iter().flatten().map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+        pollfds.push(PollFd::new(interrupts.fd.as_fd(), PollFlags::POLLIN));
         if let Some(w) = &stdin {
             pollfds.push(PollFd::new(w.as_fd(), PollFlags::POLLOUT));
         }
@@ -285,6 +336,13 @@ fn supervise(
                 Err(_) => *entry = None,
             }
         }
+        if ready.get(slot).copied().unwrap_or(false) {
+            if let Some(sig) = interrupts.take() {
+                interrupted.get_or_insert(sig);
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
+        slot += 1;
         if stdin.is_some() && ready.get(slot).copied().unwrap_or(false) {
             let w = stdin.as_ref().map(|w| nix::unistd::write(w, &stdin_data[stdin_off..]));
             match w {
@@ -301,6 +359,7 @@ fn supervise(
     Ok(Raw {
         messages,
         timed_out,
+        interrupted,
         wait,
         wall: start.elapsed(),
         stdout_bytes: counts[0],
@@ -343,6 +402,7 @@ fn outcome_from(raw: Raw, spec: &SandboxSpec) -> Result<Outcome, JailError> {
     let (exit_code, signal) = match payload_status {
         Some(s) if libc::WIFEXITED(s) => (Some(libc::WEXITSTATUS(s)), None),
         Some(s) if libc::WIFSIGNALED(s) => (None, Some(libc::WTERMSIG(s))),
+        _ if raw.interrupted.is_some() => (None, raw.interrupted),
         _ if raw.timed_out => (None, Some(libc::SIGKILL)),
         // Init died without a report: it was killed from outside (e.g. the OOM killer picked it).
         _ => (None, Some(libc::WTERMSIG(raw.wait.status).max(libc::SIGKILL))),
