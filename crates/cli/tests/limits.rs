@@ -211,3 +211,26 @@ fn processes_with(marker: &str) -> bool {
             String::from_utf8_lossy(&c).starts_with("sleep") && String::from_utf8_lossy(&c).contains(marker)
         })
 }
+
+#[test]
+fn a_killed_airlock_takes_its_sandbox_with_it() {
+    let marker = format!("{}", 9_500_000 + std::process::id());
+    let mut child = Command::new(airlock_bin())
+        .args(["run", "--", "/bin/sh", "-c", &format!("setsid sleep {marker} & sleep {marker}")])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_with(&marker) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(processes_with(&marker), "the payload never started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The kernel delivers the parent-death signal to the sandbox init, whose exit ends the rest.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while processes_with(&marker) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!processes_with(&marker), "sandbox processes outlived a killed airlock");
+}

@@ -41,7 +41,8 @@ pub struct InitPlan<'a> {
 
 /// The sandbox ends of the supervisor's pipes.
 pub struct InitFds {
-    /// Read end of the start signal; EOF means the supervisor is gone.
+    /// Read end of the two go bytes (id maps written, cgroup joined); EOF means the supervisor is
+    /// gone.
     pub sync: OwnedFd,
     /// Write end of the message channel (close-on-exec).
     pub channel: OwnedFd,
@@ -76,24 +77,23 @@ pub fn run(plan: &InitPlan, fds: InitFds) -> ! {
 }
 
 fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
-    // Die with the supervisor (bubblewrap's --die-with-parent), then wait for its go: the id maps
-    // and cgroup must be in place before anything runs.
+    // Die with the supervisor (bubblewrap's --die-with-parent), then wait for the id maps.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
-    let mut byte = [0u8; 1];
-    match nix::unistd::read(fds.sync.as_raw_fd(), &mut byte) {
-        Ok(1) => {}
-        Ok(_) => return Err((Stage::Sync, Errno::EPIPE)),
-        Err(e) => return Err((Stage::Sync, e)),
-    }
-
-    // Entered only now, so the namespace is rooted at the cgroup the supervisor just assigned.
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at(Stage::CgroupNamespace))?;
+    wait_for_supervisor(fds)?;
     become_sandbox_user(plan.root_mode)?;
+    // The kernel clears the parent-death signal when the uid changes: set it again. A supervisor
+    // that died in between is seen below, as EOF on the sync pipe.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
+    // The filesystem is built while the supervisor moves us into the cgroup (a cgroup v1 move
+    // can wait a whole RCU grace period); nothing forks before the second go.
     rootfs::build(plan.spec)?;
     nix::unistd::sethostname(&plan.spec.hostname).map_err(at(Stage::Hostname))?;
     if plan.spec.network == NetworkMode::None {
         sys::loopback_up().map_err(at(Stage::Loopback))?;
     }
+    wait_for_supervisor(fds)?;
+    // Entered only now, so the namespace is rooted at the cgroup the supervisor just assigned.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at(Stage::CgroupNamespace))?;
     drop_capabilities(plan.cap_last)?;
     nix::sys::prctl::set_no_new_privs().map_err(at(Stage::NoNewPrivs))?;
     // Not dumpable: the payload runs as the same uid and must not open /proc/1/mem.
@@ -105,6 +105,16 @@ fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     match sys::fork_payload().map_err(at(Stage::Fork))? {
         CloneResult::Parent(pid) => Ok(pid),
         CloneResult::Child => exec_payload(plan, fds),
+    }
+}
+
+/// One go byte from the supervisor; EOF means it is gone.
+fn wait_for_supervisor(fds: &InitFds) -> Step {
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(fds.sync.as_raw_fd(), &mut byte) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err((Stage::Sync, Errno::EPIPE)),
+        Err(e) => Err((Stage::Sync, e)),
     }
 }
 

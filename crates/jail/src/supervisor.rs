@@ -217,10 +217,13 @@ fn start_and_supervise(
     };
     drop((sync.read, channel.write, stdout.write, stderr.write));
     let stdin_writer = stdin.map(|p| p.write);
+    // Two go bytes: the first once the id maps exist, the second once the sandbox is in its
+    // cgroup; init builds its filesystem in between. The write end stays open for the whole run.
+    let go = || nix::unistd::write(&sync.write, &[1]).map(drop).map_err(sv("release sandbox"));
     let released = write_id_maps(pid, spec, plan.root_mode)
+        .and_then(|()| go())
         .and_then(|()| cgroup.map_or(Ok(()), |cg| cg.add_process(pid.as_raw()).map_err(JailError::from)))
-        .and_then(|()| nix::unistd::write(&sync.write, &[1]).map(drop).map_err(sv("release sandbox")));
-    drop(sync.write);
+        .and_then(|()| go());
     if let Err(e) = released {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = sys::wait4(pid);
@@ -235,6 +238,7 @@ fn start_and_supervise(
         interrupts,
         sink,
     )?;
+    drop(sync.write);
     outcome_from(raw, spec)
 }
 

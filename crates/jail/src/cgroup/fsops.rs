@@ -4,7 +4,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -55,15 +54,6 @@ pub(crate) fn mkdir(path: &Path) -> Result<bool, Errno> {
     }
 }
 
-/// Shared bases (`.../airlock`) that this process created and has not removed yet. Any run of
-/// this process removes such a base once it is empty; a base that existed before (made by an
-/// administrator, who may have put limits on it, or by another process) is never removed.
-static OWNED_BASES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-
-fn owned_bases() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
-    OWNED_BASES.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// One run's directory in one hierarchy.
 #[derive(Debug)]
 pub(crate) struct RunDir {
@@ -73,69 +63,41 @@ pub(crate) struct RunDir {
     pub present: bool,
 }
 
-/// Create `<base>` (if missing) and `<base>/<name>` (must not exist). `prepare_base` runs on
-/// the base each time (v2 enables controllers there). Retries when a concurrent run removes the
-/// shared base in between.
+/// Create `<base>` (if missing; it stays, as a shared parent like systemd's slices) and
+/// `<base>/<name>` (must not exist). `prepare_base` runs on the base each time (v2 enables
+/// controllers there). Empty run directories left by supervisors that were killed are removed
+/// on the way.
 pub(crate) fn make_run_dir(
     base: &Path,
     name: &str,
-    mut prepare_base: impl FnMut(&Path) -> Result<(), CgroupError>,
+    prepare_base: impl FnOnce(&Path) -> Result<(), CgroupError>,
 ) -> Result<RunDir, CgroupError> {
     let run = base.join(name);
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let created_base =
-            mkdir(base).map_err(|errno| CgroupError::Create { path: base.to_owned(), errno })?;
-        if created_base {
-            owned_bases().push(base.to_owned());
-        }
-        let made = prepare_base(base).and_then(|()| {
-            std::fs::create_dir(&run)
-                .map_err(|e| CgroupError::Create { path: run.clone(), errno: errno_of(&e) })
-        });
-        match made {
-            Ok(()) => return Ok(RunDir { run, present: true }),
-            Err(e) => {
-                if created_base {
-                    let _ = release_base(base);
-                }
-                let raced = matches!(
-                    e,
-                    CgroupError::Create { errno: Errno::ENOENT, .. }
-                        | CgroupError::Write { errno: Errno::ENOENT, .. }
-                );
-                if !(raced && attempts < 5) {
-                    return Err(e);
-                }
-            }
-        }
+    if !mkdir(base).map_err(|errno| CgroupError::Create { path: base.to_owned(), errno })? {
+        remove_stale_runs(base);
     }
+    prepare_base(base)?;
+    std::fs::create_dir(&run).map_err(|e| CgroupError::Create { path: run.clone(), errno: errno_of(&e) })?;
+    Ok(RunDir { run, present: true })
 }
 
-/// Remove `base` if this process created it and no run uses it any more.
-fn release_base(base: &Path) -> Result<(), CgroupError> {
-    let mut owned = owned_bases();
-    let Some(i) = owned.iter().position(|b| b == base) else {
-        return Ok(());
-    };
-    match std::fs::remove_dir(base) {
-        Ok(()) => {}
-        Err(e) => match errno_of(&e) {
-            Errno::ENOENT => {}
-            // Another run still uses it: the last one out removes it.
-            Errno::EBUSY | Errno::ENOTEMPTY => return Ok(()),
-            errno => return Err(CgroupError::Remove { path: base.to_owned(), errno }),
-        },
+/// Remove `run-<pid>-<n>` directories whose supervisor no longer exists. Only empty cgroups can
+/// be removed, so a run that is still alive (its pid reused or not) is never disturbed.
+fn remove_stale_runs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|n| n.strip_prefix("run-")).and_then(|n| n.split('-').next());
+        let Some(pid) = pid.and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(entry.path());
+        }
     }
-    owned.swap_remove(i);
-    Ok(())
 }
 
 impl RunDir {
     /// Remove the run directory (and any cgroup the payload made below it), retrying while the
-    /// kernel reports it busy until `deadline`, then the shared base if this process created it
-    /// and no other run uses it.
+    /// kernel reports it busy until `deadline`.
     pub(crate) fn remove(&mut self, deadline: Instant) -> Result<(), CgroupError> {
         if !self.present {
             return Ok(());
@@ -143,10 +105,7 @@ impl RunDir {
         rmdir_tree(&self.run, deadline)
             .map_err(|errno| CgroupError::Remove { path: self.run.clone(), errno })?;
         self.present = false;
-        match self.run.parent() {
-            Some(base) => release_base(base),
-            None => Ok(()),
-        }
+        Ok(())
     }
 }
 

@@ -104,38 +104,38 @@ fn errors_are_lowercase_and_name_the_path() {
 }
 
 #[test]
-fn shared_base_is_removed_by_the_last_run_out_only_if_created() {
+fn shared_base_stays_and_stale_runs_of_dead_supervisors_are_swept() {
     let t = TempDir::new("base");
     let base = t.path().join(BASE_DIR_NAME);
     let far = Instant::now() + Duration::from_millis(100);
     let mut a = make_run_dir(&base, "a", |_| Ok(())).unwrap();
-    let mut b = make_run_dir(&base, "b", |_| Ok(())).unwrap();
     assert!(matches!(
-        make_run_dir(&base, "b", |_| Ok(())),
+        make_run_dir(&base, "a", |_| Ok(())),
         Err(CgroupError::Create { errno: Errno::EEXIST, .. })
     ));
     a.remove(far).unwrap();
-    assert!(!base.join("a").exists() && base.is_dir());
+    a.remove(far).unwrap(); // idempotent
+    assert!(base.is_dir() && !base.join("a").exists(), "the shared base is kept for later runs");
+
+    // A run directory of a supervisor that no longer exists is removed by the next run; one of
+    // a live supervisor (this test process) is left alone.
+    let dead = base.join(format!("run-{}-0", u32::MAX - 1));
+    let live = base.join(format!("run-{}-0", std::process::id()));
+    std::fs::create_dir(&dead).unwrap();
+    std::fs::create_dir(&live).unwrap();
+    let mut b = make_run_dir(&base, "b", |_| Ok(())).unwrap();
+    assert!(!dead.exists() && live.exists());
     b.remove(far).unwrap();
-    assert!(!base.exists(), "the base this process created is removed with its last run");
-    b.remove(far).unwrap(); // idempotent
 
-    // A base that was there before is kept.
-    std::fs::create_dir(&base).unwrap();
-    let mut c = make_run_dir(&base, "c", |_| Ok(())).unwrap();
-    c.remove(far).unwrap();
-    assert!(base.is_dir() && !base.join("c").exists());
-
-    // A failed preparation leaves nothing behind.
-    let other = t.path().join("other");
-    let err = make_run_dir(&other, "d", |p| {
+    // A failed preparation creates no run directory.
+    let err = make_run_dir(&base, "c", |p| {
         Err(CgroupError::Write {
             path: p.join("cgroup.subtree_control"),
             value: "+memory".into(),
             errno: Errno::EACCES,
         })
     });
-    assert!(err.is_err() && !other.exists());
+    assert!(err.is_err() && !base.join("c").exists());
 }
 
 #[test]
