@@ -27,9 +27,9 @@
 //!
 //! Only the controllers needed by the limits that are set are required; memory and pids (and
 //! cpuacct, blkio and freezer on v1, io on v2) are joined when available for statistics and for
-//! a race-free kill. [`Cgroup::destroy`] removes the run's cgroups, and a shared `airlock` base
-//! once it is empty if this process created it; a base that existed before (an administrator
-//! may have put limits on it) is left alone.
+//! a race-free kill. [`Cgroup::destroy`] removes the run's cgroups; the shared `airlock` base
+//! stays (an administrator may put limits on it), and each new run sweeps the empty run cgroups
+//! that supervisors killed before their cleanup left behind.
 //!
 //! # Fail closed
 //!
