@@ -160,7 +160,7 @@ fn cgroups() -> Check {
             Level::Warn,
             "no usable cgroup: memory, pids and cpu limits cannot be enforced (runs that ask for them fail)",
             Some(if probe.hints.is_empty() {
-                "run as root, or start airlock in a delegated cgroup v2 subtree: systemd-run --user -p Delegate=yes --scope airlock ...".into()
+                "run as root, or run airlock from a cgroup v2 subtree delegated to you whose cgroup.subtree_control already enables memory, pids and cpu".into()
             } else {
                 probe.hints.join("; ")
             }),

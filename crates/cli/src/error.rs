@@ -34,6 +34,9 @@ pub enum RunError {
     /// The concurrency limit stayed full.
     #[error("{0}")]
     Busy(String),
+    /// The directory of the concurrency slots is unusable.
+    #[error("{0}")]
+    RuntimeDir(String),
 }
 
 impl RunError {
@@ -48,7 +51,7 @@ impl RunError {
             RunError::Config(e) => e.code(),
             RunError::Invalid { code, .. } => code,
             RunError::Blocked(_) => "E2003",
-            RunError::Busy(_) => "E5001",
+            RunError::Busy(_) | RunError::RuntimeDir(_) => "E5001",
             RunError::Jail(e) => match e {
                 JailError::CommandNotFound(_) => "E2002",
                 JailError::CommandNotExecutable { errno, .. } if *errno == nix::errno::Errno::EACCES => {
@@ -71,6 +74,10 @@ impl RunError {
                 "remove it from [security] blocked_commands or run another command".into()
             }
             RunError::Busy(_) => "raise [security] max_concurrent_executions or retry later".into(),
+            RunError::RuntimeDir(_) => {
+                "the slot directory must be owned by you and private (mode 0700); `airlock doctor` checks it"
+                    .into()
+            }
             RunError::Jail(JailError::Setup { stage: Stage::Workdir, .. }) => {
                 "the working directory must exist inside the sandbox (e.g. under /workspace)".into()
             }
@@ -95,6 +102,7 @@ impl RunError {
             ),
             RunError::Blocked(c) => json!({ "command": c }),
             RunError::Busy(_) => json!({ "reason": "max_concurrent_executions" }),
+            RunError::RuntimeDir(_) => json!({ "reason": "runtime_dir" }),
         }
     }
 

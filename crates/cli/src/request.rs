@@ -171,7 +171,15 @@ fn apply_document(r: &mut Resolved, doc: JsonRequest) -> Result<(), ConfigError>
     r.readonly_paths.extend(iso.readonly_paths);
     r.writable_paths.extend(iso.writable_paths);
     r.working_directory = iso.working_directory.or(r.working_directory.take());
-    r.bind_mounts.extend(iso.bind_mounts);
+    // The same checks as `--bind` and the configuration file.
+    for b in iso.bind_mounts {
+        let mode = if b.readonly { "ro" } else { "rw" };
+        r.bind_mounts.push(config::parse_bind(&format!(
+            "{}:{}:{mode}",
+            b.source.display(),
+            b.destination.display()
+        ))?);
+    }
     Ok(())
 }
 

@@ -113,7 +113,10 @@ fn create_config(path: &std::path::Path) -> i32 {
 fn acquire_slot(req: &Request) -> Result<concurrency::Slot, RunError> {
     let dir = runtime_dir();
     let wait = req.spec.limits.wall_time.unwrap_or(Duration::from_secs(30));
-    concurrency::acquire(&dir, req.max_concurrent, wait).map_err(|e| RunError::Busy(e.to_string()))
+    concurrency::acquire(&dir, req.max_concurrent, wait).map_err(|e| match e {
+        concurrency::ConcurrencyError::Exhausted { .. } => RunError::Busy(e.to_string()),
+        other => RunError::RuntimeDir(other.to_string()),
+    })
 }
 
 /// Where `airlock run` keeps its concurrency slots.

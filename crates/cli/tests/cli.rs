@@ -260,3 +260,11 @@ fn doctor_reports_every_check() {
     assert_eq!(sandbox["status"], "ok", "{sandbox}");
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn json_request_binds_get_the_same_checks_as_flags() {
+    let doc = r#"{"command": ["/bin/true"],
+                  "isolation": {"bind_mounts": [{"source": "/usr", "destination": "data/..", "readonly": true}]}}"#;
+    let r = run_with_stdin(&["--json"], &[], Some(doc));
+    assert_eq!(r.code(), "E1003", "{}", r.json);
+}
