@@ -29,8 +29,9 @@ fn root_fork_bomb_ends_as_pids_limit() {
 #[test]
 fn root_cgroup_limits_are_written_and_removed() {
     assert!(is_root(), "this test needs root (cgroups)");
+    let marker = format!("{}", 3_000_000 + std::process::id());
     let mut child = Command::new(airlock_bin())
-        .args(["run", "--memory", "96M", "--max-pids", "40", "--cpu", "0.5", "--", "sleep", "3"])
+        .args(["run", "--memory", "96M", "--max-pids", "40", "--cpu", "0.5", "--", "sleep", &marker])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -41,13 +42,12 @@ fn root_cgroup_limits_are_written_and_removed() {
             .find_map(|d| std::fs::read_to_string(d.join(file)).ok())
             .map(|s| s.trim().to_string())
     };
-    // The cgroup is complete once the sandbox runs: wait for its last limit file.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while read("cpu.max").or_else(|| read("cpu.cfs_quota_us")).is_none()
-        && std::time::Instant::now() < deadline
-    {
+    // The limits are written before the sandbox starts: wait until the payload runs.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_with(&marker) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    assert!(processes_with(&marker), "the payload never started");
     if let Some(max) = read("memory.max") {
         assert_eq!(max, (96u64 << 20).to_string());
         assert_eq!(read("pids.max").unwrap(), "40");
@@ -58,7 +58,9 @@ fn root_cgroup_limits_are_written_and_removed() {
         assert_eq!(read("cpu.cfs_quota_us").unwrap(), "50000");
         assert_eq!(read("cpu.cfs_period_us").unwrap(), "100000");
     }
-    assert!(child.wait().unwrap().success());
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(128 + libc::SIGTERM));
     let left = find_dirs("/sys/fs/cgroup", &name);
     assert!(left.is_empty(), "cgroups left behind: {left:?}");
 }
