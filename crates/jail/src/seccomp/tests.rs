@@ -116,13 +116,10 @@ fn exec_in_child(argv: &[&str]) -> i32 {
 }
 
 #[test]
-fn default_filter_compiles_within_limits() {
+fn default_filter_is_compact() {
     let program = compile_default().unwrap();
-    assert_eq!(program.filter_count(), 2);
-    assert!(program.filters.iter().all(|f| f.len() <= BPF_MAXINSNS));
-    // The clone3 filter is the short one and goes last (see the module docs).
-    assert!(program.filters[1].len() < 16, "{:?}", program.filters[1]);
-    assert!(program.instruction_count() > program.filters[1].len());
+    // A binary search over ranges: far below the kernel's limit and a linear chain's ~1500.
+    assert!(program.instruction_count() < 300, "{} instructions", program.instruction_count());
 }
 
 #[test]
@@ -182,14 +179,6 @@ fn describe_mentions_every_part_of_the_policy() {
 }
 
 #[test]
-fn backend_errors_are_tidied() {
-    let err = SeccompError::backend(&seccompiler::BackendError::EmptyRule);
-    let msg = err.to_string();
-    assert!(msg.starts_with("cannot build the seccomp filter: the "), "{msg}");
-    assert!(!msg.ends_with('.'), "{msg}");
-}
-
-#[test]
 fn getpid_works() {
     assert_eq!(syscall_errno(libc::SYS_getpid, [0; 6]), 0);
 }
@@ -204,7 +193,7 @@ fn filters_are_installed() {
         .map(|n| n.trim().parse::<usize>().unwrap());
     let mut script = "grep -q '^Seccomp:[[:space:]]*2$' /proc/self/status".to_string();
     if let Some(before) = before {
-        let after = before + 2;
+        let after = before + 1;
         script += &format!(" && grep -q '^Seccomp_filters:[[:space:]]*{after}$' /proc/self/status");
     }
     assert_eq!(exec_in_child(&["/bin/sh", "-c", &script]), 0, "{script}");
@@ -260,19 +249,6 @@ fn clone3_is_enosys() {
     // answer EFAULT or EINVAL, not fork.
     assert_eq!(syscall_errno(libc::SYS_clone3, [0; 6]), libc::ENOSYS);
     assert_eq!(syscall_errno(libc::SYS_clone3, [0, 88, 0, 0, 0, 0]), libc::ENOSYS);
-}
-
-#[test]
-fn filter_order_decides_the_clone3_errno() {
-    // Installed the other way round, the allowlist's EPERM wins: the kernel takes the
-    // errno of the most recently installed filter among equal actions.
-    let program = compile_default().unwrap();
-    let reversed = SeccompProgram { filters: program.filters.iter().rev().cloned().collect() };
-    let code = run_forked(Some(&reversed), || {
-        // SAFETY: null argument block, see clone3_is_enosys.
-        errno_of(unsafe { libc::syscall(libc::SYS_clone3, 0, 0) })
-    });
-    assert_eq!(code, libc::EPERM);
 }
 
 #[test]
@@ -446,7 +422,8 @@ fn tiocsti_and_tioclinux_are_denied() {
     // fd -1: should the filter ever let these through, the kernel answers EBADF
     // instead of typing into the terminal running the tests.
     let c = b"x".as_ptr() as libc::c_ulong;
-    for cmd in [TIOCSTI, TIOCLINUX, TIOCSTI | (1 << 32), TIOCLINUX | (0xdead << 32)] {
+    let (sti, linux) = (u64::from(TIOCSTI), u64::from(TIOCLINUX));
+    for cmd in [sti, linux, sti | (1 << 32), linux | (0xdead << 32)] {
         let args = [u64::MAX, cmd, c, 0, 0, 0];
         assert_eq!(syscall_errno(libc::SYS_ioctl, args), libc::EPERM, "{cmd:#x}");
     }
