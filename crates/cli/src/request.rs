@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airlock_jail::cgroup::CgroupVersion;
 use airlock_jail::{
     BindMount, CgroupPreference, HostIdentity, LandlockMode, Limits, NetworkMode, Protections, SandboxSpec,
     Stdin, Workspace, DEFAULT_PATH,
@@ -31,8 +30,36 @@ pub struct Request {
     pub config_path: Option<PathBuf>,
     /// The profile applied, if any.
     pub profile: Option<String>,
-    /// Built-in limits that this host cannot enforce and were left out (see [`cgroup_defaults`]).
+    /// Built-in limits that this host could not enforce and were left out.
     pub warnings: Vec<String>,
+    /// Which cgroup-backed limits of `spec` come only from the built-in defaults.
+    best_effort: Requested,
+}
+
+impl Request {
+    /// Built-in memory and pids limits need a cgroup. When the engine finds none usable
+    /// (typically a rootless caller without a delegated cgroup v2 subtree) they are left out
+    /// and reported; limits the user asked for stay, so the engine then fails closed. Returns
+    /// whether anything was left out, i.e. whether a retry can succeed.
+    pub fn drop_default_cgroup_limits(&mut self) -> bool {
+        let limits = &mut self.spec.limits;
+        let mut dropped = false;
+        if self.best_effort.memory && limits.memory_bytes.take().is_some() {
+            self.warnings.push(
+                "no usable cgroup: the built-in memory limit is not enforced (`airlock doctor` tells why)"
+                    .into(),
+            );
+            dropped = true;
+        }
+        if self.best_effort.pids && limits.max_pids.take().is_some() {
+            self.warnings.push(
+                "no usable cgroup: the built-in process limit is not enforced (`airlock doctor` tells why)"
+                    .into(),
+            );
+            dropped = true;
+        }
+        dropped
+    }
 }
 
 /// capsule-run's request document (`--json`), plus `stdin`.
@@ -77,9 +104,9 @@ struct JsonIsolation {
     bind_mounts: Vec<BindSpec>,
 }
 
-/// Which layer a cgroup-backed limit came from: built-in defaults are best effort on hosts
-/// without usable cgroups; anything a user asked for fails closed.
-#[derive(Debug, Default)]
+/// Which cgroup-backed limits were asked for by the user (flag, request, configuration file);
+/// the others come from the built-in defaults and are best effort.
+#[derive(Debug, Default, Clone, Copy)]
 struct Requested {
     memory: bool,
     pids: bool,
@@ -130,19 +157,15 @@ pub fn resolve(args: &RunArgs, document: Option<&str>) -> Result<Request, RunErr
     if !r.security.permits(&argv[0]) {
         return Err(RunError::Blocked(argv[0].clone()));
     }
-    let mut warnings = Vec::new();
     let cgroup = cgroup_preference(r.platform.cgroups_version);
-    cgroup_defaults(&mut r, &requested, cgroup, &mut warnings);
-    for w in &warnings {
-        tracing::info!("{w}");
-    }
     let spec = build_spec(argv, stdin, &r, cgroup)?;
     Ok(Request {
         spec,
         max_concurrent: r.security.max_concurrent_executions,
         config_path,
         profile: r.profile.clone(),
-        warnings,
+        warnings: Vec::new(),
+        best_effort: Requested { memory: !requested.memory, pids: !requested.pids },
     })
 }
 
@@ -230,31 +253,6 @@ fn cgroup_preference(v: CgroupsVersion) -> CgroupPreference {
         CgroupsVersion::V1 => CgroupPreference::V1,
         CgroupsVersion::V2 => CgroupPreference::V2,
     }
-}
-
-/// Built-in memory and pids limits need a cgroup. On a host where none is usable (typically a
-/// rootless caller without a delegated cgroup v2 subtree) they are left out and reported;
-/// limits the user asked for stay, and the engine then fails closed.
-fn cgroup_defaults(r: &mut Resolved, req: &Requested, pref: CgroupPreference, warnings: &mut Vec<String>) {
-    let wants_default = (!req.memory && r.memory_bytes.is_some()) || (!req.pids && r.max_pids.is_some());
-    if !wants_default || usable_cgroup(pref).is_some() {
-        return;
-    }
-    if !req.memory && r.memory_bytes.take().is_some() {
-        warnings.push(
-            "no usable cgroup: the built-in memory limit is not enforced (`airlock doctor` tells why)".into(),
-        );
-    }
-    if !req.pids && r.max_pids.take().is_some() {
-        warnings.push(
-            "no usable cgroup: the built-in process limit is not enforced (`airlock doctor` tells why)"
-                .into(),
-        );
-    }
-}
-
-fn usable_cgroup(pref: CgroupPreference) -> Option<CgroupVersion> {
-    airlock_jail::cgroup::probe(pref).usable()
 }
 
 fn absolute(field: &str, p: &Path) -> Result<PathBuf, RunError> {
@@ -372,6 +370,9 @@ pub fn dry_run(id: &str, req: &Request) -> Value {
         "profile": req.profile,
         "policy": spec,
         "checks": checks,
-        "warnings": req.warnings,
+        "best_effort_limits": {
+            "memory": req.best_effort.memory && spec.limits.memory_bytes.is_some(),
+            "max_pids": req.best_effort.pids && spec.limits.max_pids.is_some(),
+        },
     })
 }

@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Read, Write};
 use std::time::{Duration, SystemTime};
 
-use airlock_jail::Collector;
+use airlock_jail::{Collector, JailError, Outcome, OutputSink};
 
 use crate::args::{Format, RunArgs};
 use crate::error::{RunError, EXIT_SETUP_FAILED};
@@ -25,7 +25,7 @@ pub fn main(args: RunArgs) -> i32 {
     let id = args.execution_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let started = SystemTime::now();
     let resolved = read_request_document(&args).and_then(|doc| request::resolve(&args, doc.as_deref()));
-    let req = match resolved {
+    let mut req = match resolved {
         Ok(req) => req,
         Err(e) => return fail(&e, &id, started, format, args.pretty),
     };
@@ -39,16 +39,27 @@ pub fn main(args: RunArgs) -> i32 {
     };
     tracing::debug!(slot = slot.index(), "running {:?}", req.spec.argv);
     let status = match format {
-        Format::Json => run_json(&req, id, started, args.pretty),
-        Format::Text => run_text(&req, &id, started),
+        Format::Json => run_json(&mut req, id, started, args.pretty),
+        Format::Text => run_text(&mut req, &id, started),
     };
     drop(slot);
     status
 }
 
-fn run_json(req: &Request, id: String, started: SystemTime, pretty: bool) -> i32 {
+/// Run the engine; when no cgroup is usable, retry once without the built-in limits.
+fn run_engine(req: &mut Request, sink: &mut dyn OutputSink) -> Result<Outcome, JailError> {
+    match airlock_jail::run(&req.spec, sink) {
+        Err(JailError::Cgroup(e)) if req.drop_default_cgroup_limits() => {
+            tracing::info!("{e}: running without the built-in cgroup limits");
+            airlock_jail::run(&req.spec, sink)
+        }
+        other => other,
+    }
+}
+
+fn run_json(req: &mut Request, id: String, started: SystemTime, pretty: bool) -> i32 {
     let mut out = Collector::default();
-    match airlock_jail::run(&req.spec, &mut out) {
+    match run_engine(req, &mut out) {
         Ok(outcome) => {
             let mut r =
                 Report::from_outcome(id, &outcome, &out, started, SystemTime::now(), &req.spec.limits);
@@ -60,8 +71,8 @@ fn run_json(req: &Request, id: String, started: SystemTime, pretty: bool) -> i32
     }
 }
 
-fn run_text(req: &Request, id: &str, started: SystemTime) -> i32 {
-    match airlock_jail::run(&req.spec, &mut human::Passthrough) {
+fn run_text(req: &mut Request, id: &str, started: SystemTime) -> i32 {
+    match run_engine(req, &mut human::Passthrough) {
         Ok(outcome) => {
             eprintln!("{}", human::summary(&outcome));
             report::exit_status(&outcome)

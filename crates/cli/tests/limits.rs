@@ -236,3 +236,18 @@ fn a_killed_airlock_takes_its_sandbox_with_it() {
     }
     assert!(!processes_with(&marker), "sandbox processes outlived a killed airlock");
 }
+
+#[test]
+fn built_in_limits_are_enforced_or_reported() {
+    let r = run(&[], &["/bin/true"]);
+    assert_eq!(r.outcome(), "ok", "{}", r.json);
+    if is_root() {
+        assert!(r.json["isolation"]["cgroup"].is_string(), "{}", r.json);
+        assert!(r.json.get("warnings").is_none(), "{}", r.json);
+    } else {
+        // No usable cgroup: the run goes ahead and says which built-in limits are not enforced.
+        assert!(r.json["isolation"]["cgroup"].is_null(), "{}", r.json);
+        let warnings = r.json["warnings"].as_array().expect("warnings");
+        assert!(warnings.iter().any(|w| w.as_str().unwrap().contains("memory limit")), "{warnings:?}");
+    }
+}
