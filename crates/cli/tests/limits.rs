@@ -48,6 +48,11 @@ fn root_cgroup_limits_are_written_and_removed() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(processes_with(&marker), "the payload never started");
+    // Every hierarchy holds the sandbox (init and payload), none is empty.
+    for dir in find_dirs("/sys/fs/cgroup", &name) {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap();
+        assert!(procs.lines().count() >= 2, "{} holds {procs:?}", dir.display());
+    }
     if let Some(max) = read("memory.max") {
         assert_eq!(max, (96u64 << 20).to_string());
         assert_eq!(read("pids.max").unwrap(), "40");

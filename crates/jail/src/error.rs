@@ -51,13 +51,15 @@ pub enum Stage {
     Loopback = 19,
     /// Entering a new cgroup namespace rooted at the sandbox's cgroup.
     CgroupNamespace = 20,
+    /// Joining the sandbox's cgroup (v1: the init moves itself).
+    CgroupJoin = 21,
 }
 
 impl Stage {
     /// Decode a stage number received over the control pipe.
     pub fn from_u32(n: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 20] = [
+        const ALL: [Stage; 21] = [
             Sync,
             MountPrivate,
             RootFs,
@@ -78,6 +80,7 @@ impl Stage {
             Fork,
             Loopback,
             CgroupNamespace,
+            CgroupJoin,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -105,6 +108,7 @@ impl Stage {
             Stage::Fork => "fork",
             Stage::Loopback => "loopback",
             Stage::CgroupNamespace => "cgroup_namespace",
+            Stage::CgroupJoin => "cgroup_join",
         }
     }
 }
@@ -184,6 +188,7 @@ impl JailError {
                 Stage::Landlock => "landlock_failed",
                 Stage::Proc => "proc_mount_failed",
                 Stage::Workdir => "workdir_invalid",
+                Stage::CgroupJoin => "cgroup_unavailable",
                 _ => "setup_failed",
             },
             JailError::CommandNotFound(_) => "command_not_found",

@@ -52,6 +52,8 @@ pub struct InitFds {
     pub stdout: OwnedFd,
     /// Payload stderr.
     pub stderr: OwnedFd,
+    /// cgroup v1 `tasks` files to join by writing `0` (see `Cgroup::self_join_files`).
+    pub cgroup_join: Vec<OwnedFd>,
 }
 
 type Step = Result<(), (Stage, Errno)>;
@@ -64,8 +66,8 @@ fn at(stage: Stage) -> impl Fn(Errno) -> (Stage, Errno) {
 pub fn run(plan: &InitPlan, fds: InitFds) -> ! {
     let code = match setup(plan, &fds) {
         Ok(payload) => {
-            let InitFds { sync, channel, stdin, stdout, stderr } = fds;
-            drop((sync, stdin, stdout, stderr));
+            let InitFds { sync, channel, stdin, stdout, stderr, cgroup_join } = fds;
+            drop((sync, stdin, stdout, stderr, cgroup_join));
             reap_until(payload, &channel)
         }
         Err((stage, errno)) => {
@@ -79,6 +81,14 @@ pub fn run(plan: &InitPlan, fds: InitFds) -> ! {
 fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     // Die with the supervisor (bubblewrap's --die-with-parent), then wait for the id maps.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
+    // Join the cgroup first: nothing is allocated or forked outside it.
+    for file in &fds.cgroup_join {
+        match nix::unistd::write(file, b"0") {
+            Ok(1) => {}
+            Ok(_) => return Err((Stage::CgroupJoin, Errno::EIO)),
+            Err(e) => return Err((Stage::CgroupJoin, e)),
+        }
+    }
     wait_for_supervisor(fds)?;
     become_sandbox_user(plan.root_mode)?;
     // The kernel clears the parent-death signal when the uid changes: set it again. A supervisor

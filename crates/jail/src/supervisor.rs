@@ -193,6 +193,7 @@ fn start_and_supervise(
         Stdin::Null => None,
         Stdin::Bytes(_) => Some(pipe()?),
     };
+    let cgroup_join = cgroup.map_or(Ok(Vec::new()), Cgroup::self_join_files)?;
     let mut flags = NAMESPACES;
     if spec.network == NetworkMode::None {
         flags |= libc::CLONE_NEWNET;
@@ -210,19 +211,26 @@ fn start_and_supervise(
                 }),
                 stdout: stdout.write,
                 stderr: stderr.write,
+                cgroup_join,
             };
             crate::init::run(plan, fds)
         }
         CloneResult::Parent(pid) => pid,
     };
-    drop((sync.read, channel.write, stdout.write, stderr.write));
+    let joins_itself = !cgroup_join.is_empty();
+    drop((sync.read, channel.write, stdout.write, stderr.write, cgroup_join));
     let stdin_writer = stdin.map(|p| p.write);
     // Two go bytes: the first once the id maps exist, the second once the sandbox is in its
-    // cgroup; init builds its filesystem in between. The write end stays open for the whole run.
+    // cgroup (on v1 the init has joined by itself already); init builds its filesystem in
+    // between. The write end stays open for the whole run.
     let go = || nix::unistd::write(&sync.write, &[1]).map(drop).map_err(sv("release sandbox"));
+    let join = |cg: &Cgroup| match joins_itself {
+        true => Ok(()),
+        false => cg.add_process(pid.as_raw()).map_err(JailError::from),
+    };
     let released = write_id_maps(pid, spec, plan.root_mode)
         .and_then(|()| go())
-        .and_then(|()| cgroup.map_or(Ok(()), |cg| cg.add_process(pid.as_raw()).map_err(JailError::from)))
+        .and_then(|()| cgroup.map_or(Ok(()), join))
         .and_then(|()| go());
     if let Err(e) = released {
         let _ = kill(pid, Signal::SIGKILL);

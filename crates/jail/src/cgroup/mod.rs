@@ -275,6 +275,19 @@ impl Cgroup {
         }
     }
 
+    /// Files through which the sandbox init joins the cgroup itself, on v1: the `tasks` file
+    /// of every hierarchy, opened here (by the supervisor, whose credentials the kernel checks)
+    /// for the child to write `0` into. A thread that moves itself skips the global
+    /// threadgroup lock, whose first writer waits a full RCU grace period (~10 ms) — the
+    /// largest cost of a sandbox start otherwise. Empty on v2, where [`Cgroup::add_process`]
+    /// is used.
+    pub fn self_join_files(&self) -> Result<Vec<std::os::fd::OwnedFd>, CgroupError> {
+        match &self.inner {
+            Inner::V1(c) => c.self_join_files(),
+            Inner::V2(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Read the usage counters. Counters the host does not offer stay `None` / 0.
     pub fn stats(&self) -> CgroupStats {
         match &self.inner {

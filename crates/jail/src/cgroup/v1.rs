@@ -11,7 +11,7 @@ use super::fsops::{
     can_create_in, keyed_u64, kill_until_empty, make_run_dir, pids_in_tree, read_opt, set_limit, single_u64,
     teardown_deadlines, write_file, RunDir,
 };
-use super::{CgroupError, CgroupStats, Hierarchies, VersionProbe, BASE_DIR_NAME};
+use super::{errno_of, CgroupError, CgroupStats, Hierarchies, VersionProbe, BASE_DIR_NAME};
 use crate::spec::Limits;
 
 /// Hierarchies joined when available even if no limit needs them: statistics (memory, pids,
@@ -229,6 +229,21 @@ impl V1Cgroup {
             })?;
         }
         Ok(())
+    }
+
+    /// The `tasks` file of every hierarchy, open for writing (see `Cgroup::self_join_files`).
+    pub(crate) fn self_join_files(&self) -> Result<Vec<std::os::fd::OwnedFd>, CgroupError> {
+        self.dirs
+            .iter()
+            .map(|d| {
+                let path = d.dir.run.join("tasks");
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(std::os::fd::OwnedFd::from)
+                    .map_err(|e| CgroupError::AddProcess { pid: 0, path, errno: errno_of(&e) })
+            })
+            .collect()
     }
 
     /// Read the counters.
