@@ -268,3 +268,13 @@ fn json_request_binds_get_the_same_checks_as_flags() {
     let r = run_with_stdin(&["--json"], &[], Some(doc));
     assert_eq!(r.code(), "E1003", "{}", r.json);
 }
+
+#[test]
+fn metrics_count_the_whole_trees_cpu_and_memory() {
+    // The work happens in a grandchild: its usage must still be counted.
+    let r = sh("python3 -c 'b = bytearray(40 << 20); print(sum(range(3 * 10**6)))' | cat");
+    assert_eq!(r.outcome(), "ok", "{}", r.json);
+    let m = &r.json["metrics"];
+    assert!(m["cpu_time_ms"].as_u64().unwrap() >= 20, "{m}");
+    assert!(m["max_memory_bytes"].as_u64().unwrap() >= 40 << 20, "{m}");
+}
