@@ -210,6 +210,11 @@ fn write_etc(root: &Path, spec: &SandboxSpec) -> SetupResult {
         if meta.file_type().is_symlink() {
             let target = fs::read_link(&src).map_err(io_at(Stage::Etc))?;
             symlink(target, &dst).map_err(io_at(Stage::Etc))?;
+        } else if meta.is_file() {
+            // A copy on the root tmpfs (sealed read-only below) costs less than a bind and its
+            // read-only remount, and these files are small.
+            fs::copy(&src, &dst).map_err(io_at(Stage::Etc))?;
+            fs::set_permissions(&dst, fs::Permissions::from_mode(0o644)).map_err(io_at(Stage::Etc))?;
         } else {
             bind_path(&src, &dst, true, Stage::Etc)?;
         }
