@@ -144,17 +144,21 @@ pub fn runtime_dir() -> std::path::PathBuf {
 
 /// Logs go to stderr only, so stdout stays one JSON document. `RUST_LOG` refines `-v`.
 fn init_logging(verbose: u8) {
+    use tracing_subscriber::filter::LevelFilter;
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
+        0 | 1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false);
+    // A subscriber costs a noticeable part of a sandbox start, and at the default level the
+    // CLI logs nothing (its errors go into the result): install one only when asked to.
+    let _ = match std::env::var_os("RUST_LOG") {
+        Some(_) => fmt.with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init(),
+        None if verbose > 0 => fmt.with_max_level(level).try_init(),
+        None => Ok(()),
+    };
 }

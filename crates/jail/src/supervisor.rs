@@ -79,6 +79,11 @@ pub fn run(spec: &SandboxSpec, sink: &mut dyn OutputSink) -> Result<Outcome, Jai
     if spec.protections.landlock == LandlockMode::Required && landlock_abi == 0 {
         return Err(JailError::LandlockUnsupported);
     }
+    // The cgroup first: where none is usable this fails before any other work is done.
+    let cgroup = match spec.limits.needs_cgroup() {
+        true => Some(Cgroup::create(spec.protections.cgroup, &cgroup_name(), &spec.limits)?),
+        false => None,
+    };
     let plan = InitPlan {
         spec,
         exec: ExecPlan::new(spec)?,
@@ -87,10 +92,6 @@ pub fn run(spec: &SandboxSpec, sink: &mut dyn OutputSink) -> Result<Outcome, Jai
         root_mode: nix::unistd::geteuid().is_root(),
         landlock_abi,
         rlimits: rlimits::wanted(&spec.limits),
-    };
-    let cgroup = match spec.limits.needs_cgroup() {
-        true => Some(Cgroup::create(spec.protections.cgroup, &cgroup_name(), &spec.limits)?),
-        false => None,
     };
     let result = Interrupts::catch().and_then(|interrupts| {
         let result = start_and_supervise(spec, &plan, cgroup.as_ref(), &interrupts, sink);
