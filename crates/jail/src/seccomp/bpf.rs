@@ -223,6 +223,16 @@ fn search(asm: &mut Asm, ranges: &[(u32, u32)], deny: u32) {
     }
 }
 
+/// Jump to `hit` when A is one of `values`, else to `miss`.
+fn any_of(asm: &mut Asm, values: &[u32], hit: usize, miss: usize) {
+    for &v in values {
+        let next = asm.label();
+        asm.jump(BPF_JEQ_K, v, hit, next);
+        asm.bind(next);
+    }
+    asm.always(miss);
+}
+
 /// Emit the check of one argument rule (A is clobbered) followed by its own returns.
 fn arg_rule(asm: &mut Asm, rule: ArgRule, deny_ret: u32) {
     let (allow, deny) = (asm.label(), asm.label());
@@ -233,29 +243,17 @@ fn arg_rule(asm: &mut Asm, rule: ArgRule, deny_ret: u32) {
         }
         ArgRule::Except { arg, values } => {
             asm.load(off_arg_low(arg));
-            for &v in values {
-                let next = asm.label();
-                asm.jump(BPF_JEQ_K, v, deny, next);
-                asm.bind(next);
-            }
-            asm.always(allow);
+            any_of(asm, values, deny, allow);
         }
         ArgRule::Only { arg, values } => {
             asm.load(off_arg_low(arg));
-            for &v in values {
-                let next = asm.label();
-                asm.jump(BPF_JEQ_K, v, allow, next);
-                asm.bind(next);
-            }
-            asm.always(deny);
+            any_of(asm, values, allow, deny);
         }
         ArgRule::SocketDomain { refused, netlink, netlink_protocol } => {
             asm.load(off_arg_low(0));
-            for &v in refused {
-                let next = asm.label();
-                asm.jump(BPF_JEQ_K, v, deny, next);
-                asm.bind(next);
-            }
+            let not_refused = asm.label();
+            any_of(asm, refused, deny, not_refused);
+            asm.bind(not_refused);
             let is_netlink = asm.label();
             asm.jump(BPF_JEQ_K, netlink, is_netlink, allow);
             asm.bind(is_netlink);
