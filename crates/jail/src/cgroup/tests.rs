@@ -140,7 +140,7 @@ fn shared_base_stays_and_stale_runs_of_dead_supervisors_are_swept() {
 
 #[test]
 fn auto_picks_v1_on_hybrid_text() {
-    // The hybrid layout of the dev machine, rebuilt in a temp dir: cgroup2 offers only hugetlb.
+    // A hybrid layout (v1 controllers, a cgroup2 mount offering only hugetlb), rebuilt in a temp dir.
     let t = TempDir::new("select");
     let m = t.path();
     std::fs::create_dir_all(m.join("unified")).unwrap();
