@@ -32,8 +32,9 @@ pub struct Request {
     pub profile: Option<String>,
     /// Built-in limits that this host could not enforce and were left out.
     pub warnings: Vec<String>,
-    /// Which cgroup-backed limits of `spec` come only from the built-in defaults.
-    best_effort: Requested,
+    /// Which cgroup-backed limits the user asked for; the others of `spec` come only from the
+    /// built-in defaults.
+    requested: Requested,
 }
 
 impl Request {
@@ -44,14 +45,14 @@ impl Request {
     pub fn drop_default_cgroup_limits(&mut self) -> bool {
         let limits = &mut self.spec.limits;
         let mut dropped = false;
-        if self.best_effort.memory && limits.memory_bytes.take().is_some() {
+        if !self.requested.memory && limits.memory_bytes.take().is_some() {
             self.warnings.push(
                 "no usable cgroup: the built-in memory limit is not enforced (`airlock doctor` tells why)"
                     .into(),
             );
             dropped = true;
         }
-        if self.best_effort.pids && limits.max_pids.take().is_some() {
+        if !self.requested.pids && limits.max_pids.take().is_some() {
             self.warnings.push(
                 "no usable cgroup: the built-in process limit is not enforced (`airlock doctor` tells why)"
                     .into(),
@@ -165,7 +166,7 @@ pub fn resolve(args: &RunArgs, document: Option<&str>) -> Result<Request, RunErr
         config_path,
         profile: r.profile.clone(),
         warnings: Vec::new(),
-        best_effort: Requested { memory: !requested.memory, pids: !requested.pids },
+        requested,
     })
 }
 
@@ -371,8 +372,8 @@ pub fn dry_run(id: &str, req: &Request) -> Value {
         "policy": spec,
         "checks": checks,
         "best_effort_limits": {
-            "memory": req.best_effort.memory && spec.limits.memory_bytes.is_some(),
-            "max_pids": req.best_effort.pids && spec.limits.max_pids.is_some(),
+            "memory": !req.requested.memory && spec.limits.memory_bytes.is_some(),
+            "max_pids": !req.requested.pids && spec.limits.max_pids.is_some(),
         },
     })
 }

@@ -99,15 +99,13 @@ pub fn run(spec: &SandboxSpec, sink: &mut dyn OutputSink) -> Result<Outcome, Jai
         result
     });
     let stats = cgroup.as_ref().map(Cgroup::stats);
-    if let Some(cg) = cgroup {
-        let cg_version = cg.version();
-        let destroyed = cg.destroy();
-        let mut outcome = result?;
-        destroyed?;
-        outcome.applied.cgroup = Some(cg_version);
-        return Ok(finish(outcome, spec, stats));
-    }
-    Ok(finish(result?, spec, stats))
+    let version = cgroup.as_ref().map(Cgroup::version);
+    // Destroyed whatever the result: a failed run must not leave its cgroup either.
+    let destroyed = cgroup.map_or(Ok(()), Cgroup::destroy);
+    let mut outcome = result?;
+    destroyed?;
+    outcome.applied.cgroup = version;
+    Ok(finish(outcome, spec, stats))
 }
 
 fn cgroup_name() -> String {
