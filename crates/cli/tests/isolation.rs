@@ -213,3 +213,12 @@ fn root_host_groups_do_not_leak_into_the_sandbox() {
     let r = sh("grep Groups /proc/self/status");
     assert_eq!(r.stdout().trim(), "Groups:", "{}", r.stdout());
 }
+
+#[test]
+fn the_sandbox_init_cannot_be_inspected_or_hijacked() {
+    // init runs as the same uid as the payload but is not dumpable: its memory and
+    // environment stay closed, so the payload cannot rewrite a process without seccomp.
+    let r = sh("cat /proc/1/environ >/dev/null 2>&1 || echo environ-denied; \
+                (echo x > /proc/1/mem) 2>/dev/null || echo mem-denied; kill -9 1; echo alive");
+    assert_eq!(r.stdout(), "environ-denied\nmem-denied\nalive\n", "{}", r.payload_stderr());
+}
