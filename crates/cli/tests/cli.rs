@@ -93,6 +93,18 @@ fn bind_rw_reaches_the_host_directory() {
 }
 
 #[test]
+fn no_host_descriptor_reaches_the_payload() {
+    // Bind sources are held open while the root is built; none may survive into the sandbox,
+    // where an O_PATH descriptor of a host directory would lead out of it.
+    let (ro, rw) = (temp_dir("fds-ro"), temp_dir("fds-rw"));
+    let flags = ["--readonly", ro.to_str().unwrap(), "--writable", rw.to_str().unwrap()];
+    let r = run(&flags, &["/bin/sh", "-c", "ls /proc/self/fd"]);
+    assert_eq!(r.stdout(), "0\n1\n2\n3\n", "{}", r.json);
+    std::fs::remove_dir_all(&ro).unwrap();
+    std::fs::remove_dir_all(&rw).unwrap();
+}
+
+#[test]
 fn invalid_bind_is_rejected_with_e1003() {
     let r = run(&["--bind", "relative/path:/x"], &["/bin/true"]);
     assert_eq!(r.code(), "E1003", "{}", r.json);

@@ -1,8 +1,8 @@
 //! The sandbox side of a run: the process created by `clone` in the new namespaces.
 //!
 //! It is PID 1 of the sandbox's pid namespace ("init"). It waits until the supervisor has written
-//! its id maps and cgroup, builds the filesystem, drops every privilege, installs landlock and
-//! seccomp, then forks the payload and reaps processes until the payload exits. When init exits
+//! its id maps, builds the filesystem, joins its cgroup, drops every privilege, installs landlock
+//! and seccomp, then forks the payload and reaps processes until the payload exits. When init exits
 //! the kernel kills everything left in the namespace, `setsid` daemons included.
 //!
 //! Single-threaded throughout. Failures are reported to the supervisor as [`ChildMessage`]s.
@@ -41,8 +41,8 @@ pub struct InitPlan<'a> {
 
 /// The sandbox ends of the supervisor's pipes.
 pub struct InitFds {
-    /// Read end of the two go bytes (id maps written, cgroup joined); EOF means the supervisor is
-    /// gone.
+    /// The sandbox's end of the socket that brings the two go bytes (id maps written, cgroup
+    /// ready); EOF means the supervisor is gone.
     pub sync: OwnedFd,
     /// Write end of the message channel (close-on-exec).
     pub channel: OwnedFd,
@@ -52,8 +52,6 @@ pub struct InitFds {
     pub stdout: OwnedFd,
     /// Payload stderr.
     pub stderr: OwnedFd,
-    /// cgroup v1 `tasks` files to join by writing `0` (see `Cgroup::self_join_files`).
-    pub cgroup_join: Vec<OwnedFd>,
 }
 
 type Step = Result<(), (Stage, Errno)>;
@@ -66,8 +64,8 @@ fn at(stage: Stage) -> impl Fn(Errno) -> (Stage, Errno) {
 pub fn run(plan: &InitPlan, fds: InitFds) -> ! {
     let code = match setup(plan, &fds) {
         Ok(payload) => {
-            let InitFds { sync, channel, stdin, stdout, stderr, cgroup_join } = fds;
-            drop((sync, stdin, stdout, stderr, cgroup_join));
+            let InitFds { sync, channel, stdin, stdout, stderr } = fds;
+            drop((sync, stdin, stdout, stderr));
             reap_until(payload, &channel)
         }
         Err((stage, errno)) => {
@@ -81,27 +79,19 @@ pub fn run(plan: &InitPlan, fds: InitFds) -> ! {
 fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     // Die with the supervisor (bubblewrap's --die-with-parent), then wait for the id maps.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
-    // Join the cgroup first: nothing is allocated or forked outside it.
-    for file in &fds.cgroup_join {
-        match nix::unistd::write(file, b"0") {
-            Ok(1) => {}
-            Ok(_) => return Err((Stage::CgroupJoin, Errno::EIO)),
-            Err(e) => return Err((Stage::CgroupJoin, e)),
-        }
-    }
     wait_for_supervisor(fds)?;
     become_sandbox_user(plan.root_mode)?;
     // The kernel clears the parent-death signal when the uid changes: set it again. A supervisor
-    // that died in between is seen below, as EOF on the sync pipe.
+    // that died in between is seen below, as EOF on the sync socket.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
-    // The filesystem is built while the supervisor moves us into the cgroup (a cgroup v1 move
-    // can wait a whole RCU grace period); nothing forks before the second go.
+    // The filesystem is built while the supervisor makes the cgroup; nothing forks before the
+    // second go, after which every process of the sandbox is born inside it.
     rootfs::build(plan.spec)?;
     nix::unistd::sethostname(&plan.spec.hostname).map_err(at(Stage::Hostname))?;
     if plan.spec.network == NetworkMode::None {
         sys::loopback_up().map_err(at(Stage::Loopback))?;
     }
-    wait_for_supervisor(fds)?;
+    join_cgroup(fds)?;
     // Entered only now, so the namespace is rooted at the cgroup the supervisor just assigned.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at(Stage::CgroupNamespace))?;
     drop_capabilities(plan.cap_last)?;
@@ -128,9 +118,25 @@ fn wait_for_supervisor(fds: &InitFds) -> Step {
     }
 }
 
-/// Switch to the sandbox uid/gid while keeping the capabilities that building the filesystem
-/// needs. As root the process starts as host root (unmapped here): supplementary groups are
-/// dropped first so no host group survives into the sandbox.
+/// The second go byte. On cgroup v1 it brings the run's `tasks` files: writing `0` moves this
+/// process by itself, which skips the global lock a move by another process takes (its first
+/// writer waits a whole RCU grace period).
+fn join_cgroup(fds: &InitFds) -> Step {
+    let files = match sys::recv_byte_with_fds(&fds.sync) {
+        Ok(Some(files)) => files,
+        Ok(None) => return Err((Stage::Sync, Errno::EPIPE)),
+        Err(e) => return Err((Stage::Sync, e)),
+    };
+    for file in &files {
+        match nix::unistd::write(file, b"0") {
+            Ok(1) => {}
+            Ok(_) => return Err((Stage::CgroupJoin, Errno::EIO)),
+            Err(e) => return Err((Stage::CgroupJoin, e)),
+        }
+    }
+    Ok(())
+}
+
 fn become_sandbox_user(root_mode: bool) -> Step {
     let stage = Stage::Identity;
     if root_mode {

@@ -12,6 +12,7 @@ mod channel;
 pub mod error;
 mod exec_plan;
 mod init;
+mod kernel_file;
 mod landlock_rules;
 pub mod outcome;
 mod rlimits;

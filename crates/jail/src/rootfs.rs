@@ -2,17 +2,21 @@
 //! directories, a generated `/etc`, fresh `/proc`, a minimal `/dev`, a size-limited `/tmp` and
 //! the writable `/workspace`; then `pivot_root` with the old root detached.
 //!
-//! Runs in the sandbox init, in its own mount namespace. The sequence follows bubblewrap: mount
-//! a tmpfs over `/tmp`, pivot into it with the host root at `/oldroot`, build `/newroot` from
-//! `/oldroot/...` sources (so host paths under `/tmp` stay reachable as bind sources), detach
-//! `/oldroot`, and pivot into `/newroot`.
+//! Runs in the sandbox init, in its own mount namespace. The new root is a tmpfs mounted over
+//! `/tmp` (the host's `/tmp` is hidden only in that namespace) and built from host paths; the
+//! caller's bind sources are pinned by descriptors first, so one under `/tmp` stays reachable.
+//! Then `pivot_root(".", ".")` puts it at `/`, and the host's root, left stacked on top, is
+//! detached in one go, as runc does.
 
 use std::fs;
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{symlink, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{umask, Mode};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
 use crate::error::Stage;
@@ -35,7 +39,6 @@ const ETC_FROM_HOST: &[&str] = &[
     "crypto-policies",
     "localtime",
     "timezone",
-    "mime.types",
     "protocols",
     "services",
     "os-release",
@@ -68,44 +71,54 @@ fn io_at(stage: Stage) -> impl Fn(std::io::Error) -> (Stage, Errno) {
 /// Build the whole filesystem and pivot into it. On return the process's root is the sandbox
 /// root and its cwd is `/`.
 pub fn build(spec: &SandboxSpec) -> SetupResult {
+    // Files made here get the modes asked for; the caller's umask is back for the payload.
+    let callers = umask(Mode::from_bits_truncate(0o022));
+    let built = build_root(spec);
+    umask(callers);
+    built
+}
+
+/// Where the new root is built: its tmpfs is mounted over the host's `/tmp`, in the sandbox's
+/// own mount namespace, so the host sees nothing.
+const STAGING: &str = "/tmp";
+
+fn build_root(spec: &SandboxSpec) -> SetupResult {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(at(Stage::MountPrivate))?;
-
-    // Stage 1: a scratch tmpfs becomes the root, with the host root under /oldroot.
-    let base = "/tmp";
+    // Pinned before the staging mount can hide them (a workspace under /tmp) or a symlink can
+    // lead into it; dropped before the pivot, so no host descriptor reaches the sandbox.
+    let sources = Sources::pin(spec)?;
     mount(
         Some("tmpfs"),
-        base,
+        STAGING,
         Some("tmpfs"),
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         Some("mode=0755,size=1m"),
     )
     .map_err(at(Stage::RootFs))?;
-    std::env::set_current_dir(base).map_err(io_at(Stage::RootFs))?;
-    fs::create_dir("newroot").map_err(io_at(Stage::RootFs))?;
-    fs::create_dir("oldroot").map_err(io_at(Stage::RootFs))?;
-    nix::unistd::pivot_root(base, "oldroot").map_err(at(Stage::PivotRoot))?;
-    std::env::set_current_dir("/").map_err(io_at(Stage::PivotRoot))?;
-
-    // Stage 2: the sandbox root on its own tmpfs at /newroot.
-    mount(
-        Some("tmpfs"),
-        "/newroot",
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=0755,size=1m"),
-    )
-    .map_err(at(Stage::RootFs))?;
-    let root = Path::new("/newroot");
+    let root = Path::new(STAGING);
     bind_system_dirs(root)?;
     write_etc(root, spec)?;
     mount_proc(root)?;
     mount_dev(root, spec.limits.tmp_size_bytes)?;
     mount_tmpfs(root, "tmp", "mode=1777", spec.limits.tmp_size_bytes, Stage::RootFs)?;
-    mount_workspace(root, &spec.workspace)?;
-    for bind in &spec.binds {
-        bind_path(&host(&bind.source), &inside(root, &bind.destination), bind.readonly, Stage::Binds)?;
+    match &spec.workspace {
+        Workspace::Fresh { size_bytes } => mount_tmpfs(
+            root,
+            "workspace",
+            &format!("mode=0755,uid={SANDBOX_UID},gid={SANDBOX_UID}"),
+            *size_bytes,
+            Stage::Binds,
+        )?,
+        Workspace::Host { path } => {
+            bind_path(&sources.path_of(path), &root.join("workspace"), false, Stage::Binds)?;
+        }
     }
+    for bind in &spec.binds {
+        let dst = inside(root, &bind.destination);
+        bind_path(&sources.path_of(&bind.source), &dst, bind.readonly, Stage::Binds)?;
+    }
+    drop(sources);
 
     // Seal: nothing on the root tmpfs is writable from inside.
     mount(
@@ -117,8 +130,7 @@ pub fn build(spec: &SandboxSpec) -> SetupResult {
     )
     .map_err(at(Stage::RootFs))?;
 
-    // Stage 3: drop the host and make /newroot the root.
-    umount2("/oldroot", MntFlags::MNT_DETACH).map_err(at(Stage::PivotRoot))?;
+    // The new root goes to `/`; the host's root, stacked on top of it, is detached whole.
     std::env::set_current_dir(root).map_err(io_at(Stage::PivotRoot))?;
     nix::unistd::pivot_root(".", ".").map_err(at(Stage::PivotRoot))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(at(Stage::PivotRoot))?;
@@ -126,9 +138,40 @@ pub fn build(spec: &SandboxSpec) -> SetupResult {
     Ok(())
 }
 
-/// Host path as seen after the first pivot.
-fn host(path: &Path) -> PathBuf {
-    Path::new("/oldroot").join(path.strip_prefix("/").unwrap_or(path))
+/// The caller's bind sources (and host workspace), each held by an `O_PATH` descriptor and
+/// bound through `/proc/self/fd/N`: the mount follows the descriptor to the very file or
+/// directory opened before the staging tmpfs went up.
+struct Sources {
+    pinned: Vec<(PathBuf, OwnedFd)>,
+}
+
+impl Sources {
+    fn pin(spec: &SandboxSpec) -> Result<Sources, (Stage, Errno)> {
+        let workspace = match &spec.workspace {
+            Workspace::Host { path } => Some(path),
+            Workspace::Fresh { .. } => None,
+        };
+        let paths = workspace.into_iter().chain(spec.binds.iter().map(|b| &b.source));
+        let pinned = paths
+            .map(|path| {
+                let file = fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH)
+                    .open(path)
+                    .map_err(io_at(Stage::Binds))?;
+                Ok((path.clone(), OwnedFd::from(file)))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Sources { pinned })
+    }
+
+    /// What to bind for the host path `path`.
+    fn path_of(&self, path: &Path) -> PathBuf {
+        match self.pinned.iter().find(|(p, _)| p == path) {
+            Some((_, fd)) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            None => path.to_owned(),
+        }
+    }
 }
 
 /// Sandbox path as seen while building.
@@ -138,7 +181,7 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
 
 fn bind_system_dirs(root: &Path) -> SetupResult {
     for dir in SYSTEM_DIRS {
-        let src = host(Path::new(dir));
+        let src = PathBuf::from(dir);
         let Ok(meta) = fs::symlink_metadata(&src) else { continue };
         let dst = inside(root, Path::new(dir));
         if meta.file_type().is_symlink() {
@@ -151,7 +194,7 @@ fn bind_system_dirs(root: &Path) -> SetupResult {
     Ok(())
 }
 
-/// Bind `src` (a host path under /oldroot) onto `dst` (under /newroot), creating the mount point,
+/// Bind `src` (a host path) onto `dst` (under the staging root), creating the mount point,
 /// then make it read-only if asked. The remount keeps the flags the kernel locks on mounts that
 /// come from a more privileged namespace (nosuid, nodev, noexec, atime), or it would be refused.
 fn bind_path(src: &Path, dst: &Path, readonly: bool, stage: Stage) -> SetupResult {
@@ -198,13 +241,11 @@ fn locked_flags(path: &Path) -> Result<MsFlags, Errno> {
 fn write_etc(root: &Path, spec: &SandboxSpec) -> SetupResult {
     let etc = root.join("etc");
     fs::create_dir(&etc).map_err(io_at(Stage::Etc))?;
-    let files = generated_etc(spec);
-    for (name, contents) in &files {
-        fs::write(etc.join(name), contents).map_err(io_at(Stage::Etc))?;
-        fs::set_permissions(etc.join(name), fs::Permissions::from_mode(0o644)).map_err(io_at(Stage::Etc))?;
+    for (name, contents) in generated_etc(spec) {
+        write_readable(&etc.join(name), contents.as_bytes())?;
     }
     for name in ETC_FROM_HOST {
-        let src = host(&Path::new("/etc").join(name));
+        let src = Path::new("/etc").join(name);
         let Ok(meta) = fs::symlink_metadata(&src) else { continue };
         let dst = etc.join(name);
         if meta.file_type().is_symlink() {
@@ -213,8 +254,7 @@ fn write_etc(root: &Path, spec: &SandboxSpec) -> SetupResult {
         } else if meta.is_file() {
             // A copy on the root tmpfs (sealed read-only below) costs less than a bind and its
             // read-only remount, and these files are small.
-            fs::copy(&src, &dst).map_err(io_at(Stage::Etc))?;
-            fs::set_permissions(&dst, fs::Permissions::from_mode(0o644)).map_err(io_at(Stage::Etc))?;
+            write_readable(&dst, &fs::read(&src).map_err(io_at(Stage::Etc))?)?;
         } else {
             bind_path(&src, &dst, true, Stage::Etc)?;
         }
@@ -222,11 +262,23 @@ fn write_etc(root: &Path, spec: &SandboxSpec) -> SetupResult {
     Ok(())
 }
 
+/// Create `path` with mode 0644 holding `contents`. `build` has set the umask to 022, so the
+/// mode needs no chmod.
+fn write_readable(path: &Path, contents: &[u8]) -> SetupResult {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(io_at(Stage::Etc))?;
+    file.write_all(contents).map_err(io_at(Stage::Etc))
+}
+
 /// The generated part of `/etc`: it names only the sandbox user and knows nothing of the host.
 fn generated_etc(spec: &SandboxSpec) -> Vec<(&'static str, String)> {
     let uid = SANDBOX_UID;
     let resolv = match spec.network {
-        NetworkMode::Host => fs::read_to_string("/oldroot/etc/resolv.conf").unwrap_or_default(),
+        NetworkMode::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         NetworkMode::None => String::new(),
     };
     vec![
@@ -264,7 +316,7 @@ fn mount_proc(root: &Path) -> SetupResult {
     for name in PROC_MASKED_FILES {
         let target = proc_dir.join(name);
         if target.exists() {
-            mount(Some("/oldroot/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .map_err(at(Stage::Proc))?;
         }
     }
@@ -285,20 +337,14 @@ fn mount_proc(root: &Path) -> SetupResult {
 }
 
 fn mount_dev(root: &Path, shm_size: u64) -> SetupResult {
+    // A directory of the root tmpfs, sealed read-only with it: only the bound devices, pts and
+    // shm (mounts of their own) are writable.
     let dev = root.join("dev");
     fs::create_dir(&dev).map_err(io_at(Stage::Dev))?;
-    mount(
-        Some("tmpfs"),
-        &dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=0755,size=64k"),
-    )
-    .map_err(at(Stage::Dev))?;
     for name in DEVICES {
         let dst = dev.join(name);
         fs::File::create(&dst).map_err(io_at(Stage::Dev))?;
-        mount(Some(&host(&Path::new("/dev").join(name))), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(Some(&Path::new("/dev").join(name)), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(at(Stage::Dev))?;
     }
     for (name, target) in [
@@ -320,16 +366,7 @@ fn mount_dev(root: &Path, shm_size: u64) -> SetupResult {
         Some("newinstance,ptmxmode=0666,mode=620"),
     )
     .map_err(at(Stage::Dev))?;
-    mount_tmpfs(&dev, "shm", "mode=1777", shm_size, Stage::Dev)?;
-    // Seal /dev itself: only the bound devices, pts and shm (separate mounts) stay writable.
-    mount(
-        None::<&str>,
-        &dev,
-        None::<&str>,
-        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        None::<&str>,
-    )
-    .map_err(at(Stage::Dev))
+    mount_tmpfs(&dev, "shm", "mode=1777", shm_size, Stage::Dev)
 }
 
 fn mount_tmpfs(parent: &Path, name: &str, mode: &str, size: u64, stage: Stage) -> SetupResult {
@@ -343,17 +380,4 @@ fn mount_tmpfs(parent: &Path, name: &str, mode: &str, size: u64, stage: Stage) -
         Some(format!("{mode},size={size}").as_str()),
     )
     .map_err(at(stage))
-}
-
-fn mount_workspace(root: &Path, workspace: &Workspace) -> SetupResult {
-    match workspace {
-        Workspace::Fresh { size_bytes } => mount_tmpfs(
-            root,
-            "workspace",
-            &format!("mode=0755,uid={SANDBOX_UID},gid={SANDBOX_UID}"),
-            *size_bytes,
-            Stage::Binds,
-        ),
-        Workspace::Host { path } => bind_path(&host(path), &root.join("workspace"), false, Stage::Binds),
-    }
 }

@@ -1,5 +1,5 @@
 //! The supervisor side of a run: the caller's process. It clones the sandbox init, writes its id
-//! maps, puts it in its cgroup, releases it, then drains its output, enforces the wall-clock
+//! maps, makes its cgroup while init builds its root, releases it, then drains its output, enforces the wall-clock
 //! limit and collects the outcome. Nothing of the run outlives [`run`]: the pid namespace dies
 //! with its init and the cgroup is removed.
 
@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use crate::cgroup::{Cgroup, CgroupStats};
+use crate::cgroup::{Cgroup, CgroupStats, Placement};
 use crate::channel::{ChildMessage, Receiver};
 use crate::error::JailError;
 use crate::exec_plan::ExecPlan;
@@ -79,9 +79,10 @@ pub fn run(spec: &SandboxSpec, sink: &mut dyn OutputSink) -> Result<Outcome, Jai
     if spec.protections.landlock == LandlockMode::Required && landlock_abi == 0 {
         return Err(JailError::LandlockUnsupported);
     }
-    // The cgroup first: where none is usable this fails before any other work is done.
-    let cgroup = match spec.limits.needs_cgroup() {
-        true => Some(Cgroup::create(spec.protections.cgroup, &cgroup_name(), &spec.limits)?),
+    // Where the cgroup goes is settled first, so that a caller that may not create one learns
+    // it before any other work; the directories are made while the sandbox builds its root.
+    let placement = match spec.limits.needs_cgroup() {
+        true => Some(Placement::choose(spec.protections.cgroup, &spec.limits)?),
         false => None,
     };
     let plan = InitPlan {
@@ -93,8 +94,9 @@ pub fn run(spec: &SandboxSpec, sink: &mut dyn OutputSink) -> Result<Outcome, Jai
         landlock_abi,
         rlimits: rlimits::wanted(&spec.limits),
     };
+    let mut cgroup = None;
     let result = Interrupts::catch().and_then(|interrupts| {
-        let result = start_and_supervise(spec, &plan, cgroup.as_ref(), &interrupts, sink);
+        let result = start_and_supervise(spec, &plan, placement.as_ref(), &mut cgroup, &interrupts, sink);
         interrupts.release();
         result
     });
@@ -115,7 +117,7 @@ fn cgroup_name() -> String {
 }
 
 fn cap_last() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+    crate::kernel_file::read("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(40)
@@ -164,6 +166,12 @@ fn pipe() -> Result<Pipe, JailError> {
     Ok(Pipe { read, write })
 }
 
+/// A connected pair of Unix stream sockets: the go bytes need one to pass descriptors.
+fn socketpair() -> Result<(OwnedFd, OwnedFd), JailError> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(sv("socketpair"))
+}
+
 /// What the supervise loop learned.
 struct Raw {
     messages: Vec<ChildMessage>,
@@ -180,11 +188,12 @@ struct Raw {
 fn start_and_supervise(
     spec: &SandboxSpec,
     plan: &InitPlan,
-    cgroup: Option<&Cgroup>,
+    placement: Option<&Placement>,
+    cgroup: &mut Option<Cgroup>,
     interrupts: &Interrupts,
     sink: &mut dyn OutputSink,
 ) -> Result<Outcome, JailError> {
-    let sync = pipe()?;
+    let (sync, sync_child) = socketpair()?;
     let channel = pipe()?;
     let stdout = pipe()?;
     let stderr = pipe()?;
@@ -192,7 +201,6 @@ fn start_and_supervise(
         Stdin::Null => None,
         Stdin::Bytes(_) => Some(pipe()?),
     };
-    let cgroup_join = cgroup.map_or(Ok(Vec::new()), Cgroup::self_join_files)?;
     let mut flags = NAMESPACES;
     if spec.network == NetworkMode::None {
         flags |= libc::CLONE_NEWNET;
@@ -200,9 +208,9 @@ fn start_and_supervise(
     let start = Instant::now();
     let pid = match sys::clone_into_namespaces(flags).map_err(JailError::UserNamespace)? {
         CloneResult::Child => {
-            drop((sync.write, channel.read, stdout.read, stderr.read));
+            drop((sync, channel.read, stdout.read, stderr.read));
             let fds = InitFds {
-                sync: sync.read,
+                sync: sync_child,
                 channel: channel.write,
                 stdin: stdin.map(|p| {
                     drop(p.write);
@@ -210,27 +218,27 @@ fn start_and_supervise(
                 }),
                 stdout: stdout.write,
                 stderr: stderr.write,
-                cgroup_join,
             };
             crate::init::run(plan, fds)
         }
         CloneResult::Parent(pid) => pid,
     };
-    let joins_itself = !cgroup_join.is_empty();
-    drop((sync.read, channel.write, stdout.write, stderr.write, cgroup_join));
+    drop((sync_child, channel.write, stdout.write, stderr.write));
     let stdin_writer = stdin.map(|p| p.write);
-    // Two go bytes: the first once the id maps exist, the second once the sandbox is in its
-    // cgroup (on v1 the init has joined by itself already); init builds its filesystem in
-    // between. The write end stays open for the whole run.
-    let go = || nix::unistd::write(&sync.write, &[1]).map(drop).map_err(sv("release sandbox"));
-    let join = |cg: &Cgroup| match joins_itself {
-        true => Ok(()),
-        false => cg.add_process(pid.as_raw()).map_err(JailError::from),
-    };
-    let released = write_id_maps(pid, spec, plan.root_mode)
-        .and_then(|()| go())
-        .and_then(|()| cgroup.map_or(Ok(()), join))
-        .and_then(|()| go());
+    // Two go bytes: the first once the id maps exist; init then builds its filesystem while the
+    // cgroup is made here. The second comes once it can join: on v1 it carries the `tasks`
+    // files init writes itself into (see `Cgroup::self_join_files`); on v2 init has been moved
+    // already. The socket stays open for the whole run.
+    let go = |join: &[OwnedFd]| sys::send_byte_with_fds(&sync, 1, join).map_err(sv("release sandbox"));
+    let released = write_id_maps(pid, spec, plan.root_mode).and_then(|()| go(&[])).and_then(|()| {
+        let Some(placement) = placement else { return go(&[]) };
+        let cg = cgroup.insert(placement.create(&cgroup_name())?);
+        let join = cg.self_join_files()?;
+        if join.is_empty() {
+            cg.add_process(pid.as_raw())?;
+        }
+        go(&join)
+    });
     if let Err(e) = released {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = sys::wait4(pid);
@@ -245,7 +253,7 @@ fn start_and_supervise(
         interrupts,
         sink,
     )?;
-    drop(sync.write);
+    drop(sync);
     outcome_from(raw, spec)
 }
 

@@ -3,7 +3,8 @@
 //! or `nix`).
 
 use std::ffi::CStr;
-use std::os::fd::RawFd;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -232,8 +233,51 @@ pub fn landlock_abi_version() -> Option<u32> {
 
 /// Number of threads of the calling process, from `/proc/self/status`.
 pub fn thread_count() -> Option<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let status = crate::kernel_file::read("/proc/self/status").ok()?;
     status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// The most descriptors [`recv_byte_with_fds`] accepts with one byte.
+pub const MAX_PASSED_FDS: usize = 8;
+
+/// Send one `byte` on the Unix socket `sock` with `fds` attached (SCM_RIGHTS); the receiver
+/// gets its own copies.
+pub fn send_byte_with_fds(sock: &OwnedFd, byte: u8, fds: &[OwnedFd]) -> Result<(), Errno> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    let raw: Vec<RawFd> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let cmsgs = match raw.is_empty() {
+        true => Vec::new(),
+        false => vec![ControlMessage::ScmRights(&raw)],
+    };
+    let sent =
+        sendmsg::<UnixAddr>(sock.as_raw_fd(), &[IoSlice::new(&[byte])], &cmsgs, MsgFlags::empty(), None)?;
+    match sent {
+        1 => Ok(()),
+        _ => Err(Errno::EIO),
+    }
+}
+
+/// Receive one byte on the Unix socket `sock` and the descriptors sent with it (at most
+/// [`MAX_PASSED_FDS`]), close-on-exec. `Ok(None)` at end of file.
+pub fn recv_byte_with_fds(sock: &OwnedFd) -> Result<Option<Vec<OwnedFd>>, Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; MAX_PASSED_FDS]);
+    let msg = recvmsg::<UnixAddr>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut fds = Vec::new();
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            // SAFETY: SCM_RIGHTS descriptors are new entries the kernel installed in this
+            // process's table for this message; nothing else refers to them, so each is owned
+            // exactly once, here.
+            fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(Errno::EMSGSIZE);
+    }
+    Ok((msg.bytes == 1).then_some(fds))
 }
 
 /// `_exit(2)`: end a forked process without running the parent's exit handlers or flushing

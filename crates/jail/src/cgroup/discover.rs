@@ -118,7 +118,7 @@ impl Hierarchies {
 }
 
 fn read_proc(path: &str) -> Result<String, CgroupError> {
-    std::fs::read_to_string(path)
+    crate::kernel_file::read(path)
         .map_err(|e| CgroupError::Read { path: PathBuf::from(path), errno: super::errno_of(&e) })
 }
 
@@ -228,21 +228,10 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// `SwapTotal` from a `/proc/meminfo` text, in kB.
-pub(crate) fn parse_swap_total_kb(meminfo: &str) -> Option<u64> {
-    meminfo.lines().find_map(|l| {
-        let rest = l.strip_prefix("SwapTotal:")?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
-}
-
-/// Whether the host has swap. Unreadable or unparsable `/proc/meminfo` counts as "yes", so that
-/// a missing swap-limit file fails closed.
+/// Whether the host has swap, from sysinfo(2). A failed call counts as "yes", so that a
+/// missing swap-limit file fails closed.
 pub(crate) fn host_has_swap() -> bool {
-    match std::fs::read_to_string("/proc/meminfo") {
-        Ok(t) => parse_swap_total_kb(&t) != Some(0),
-        Err(_) => true,
-    }
+    nix::sys::sysinfo::sysinfo().map_or(true, |info| info.swap_total() > 0)
 }
 
 #[cfg(test)]
@@ -360,12 +349,5 @@ mod tests {
         assert_eq!(join_own(Path::new("/m"), "/a", "/ab"), None);
         assert_eq!(join_own(Path::new("/m"), "/a/", "/a"), Some(PathBuf::from("/m")));
         assert_eq!(join_own(Path::new("/m"), "/", "/x/y"), Some(PathBuf::from("/m/x/y")));
-    }
-
-    #[test]
-    fn swap_total() {
-        assert_eq!(parse_swap_total_kb("MemTotal: 1 kB\nSwapTotal:       0 kB\n"), Some(0));
-        assert_eq!(parse_swap_total_kb("SwapTotal:  2097148 kB\n"), Some(2097148));
-        assert_eq!(parse_swap_total_kb("MemTotal: 1 kB\n"), None);
     }
 }

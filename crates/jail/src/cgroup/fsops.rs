@@ -29,7 +29,7 @@ pub(crate) fn write_file(path: &Path, value: &str) -> Result<(), Errno> {
 
 /// Read a control file; `None` when missing or unreadable.
 pub(crate) fn read_opt(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok()
+    crate::kernel_file::read(path).ok()
 }
 
 /// The number after `key` in a "key value" per line file (`memory.events`, `cpu.stat`, ...).
@@ -96,6 +96,20 @@ fn remove_stale_runs(base: &Path) {
 }
 
 impl RunDir {
+    /// Remove the run directory if nothing is left in it: the common case once the sandbox's
+    /// pid namespace has ended, which kills and reaps all of it. Returns whether it is still
+    /// there (busy, or holding cgroups of its own) for the kill-and-retry path.
+    pub(crate) fn remove_if_empty(&mut self) -> bool {
+        if self.present {
+            match std::fs::remove_dir(&self.run) {
+                Ok(()) => self.present = false,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.present = false,
+                Err(_) => {}
+            }
+        }
+        self.present
+    }
+
     /// Remove the run directory (and any cgroup the payload made below it), retrying while the
     /// kernel reports it busy until `deadline`.
     pub(crate) fn remove(&mut self, deadline: Instant) -> Result<(), CgroupError> {
@@ -205,6 +219,12 @@ pub(crate) fn set_limit(dir: &Path, file: &str, value: &str, limit: &'static str
 
 /// Whether this process could create `dir` (or use it, when it exists), by access(2).
 pub(crate) fn can_create_in(dir: &Path) -> bool {
+    check_can_create_in(dir).is_ok()
+}
+
+/// [`can_create_in`] with the reason: `EACCES`, `EROFS`, or `ENOENT` without a parent.
+pub(crate) fn check_can_create_in(dir: &Path) -> Result<(), Errno> {
     let target = if dir.is_dir() { Some(dir) } else { dir.parent() };
-    target.is_some_and(|t| nix::unistd::access(t, nix::unistd::AccessFlags::W_OK).is_ok())
+    let target = target.ok_or(Errno::ENOENT)?;
+    nix::unistd::access(target, nix::unistd::AccessFlags::W_OK)
 }

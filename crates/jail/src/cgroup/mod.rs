@@ -205,41 +205,82 @@ enum Inner {
     V2(v2::V2Cgroup),
 }
 
+/// Where a run's cgroup goes: the hierarchy chosen and checked for write access, so that a
+/// caller that may not create cgroups learns it before the sandbox is started. The directories
+/// are made later, by [`Placement::create`], while the sandbox builds its filesystem.
+#[derive(Debug)]
+pub struct Placement {
+    plan: Plan,
+    limits: Limits,
+    host_has_swap: bool,
+}
+
+#[derive(Debug)]
+enum Plan {
+    V1(v1::V1Plan),
+    V2(v2::V2Plan),
+}
+
+impl Placement {
+    /// Choose the hierarchy for `limits` under `pref`. Fails if none can enforce every limit
+    /// that is set ([`CgroupError::Unavailable`]) or if this process may not create the run
+    /// directory there ([`CgroupError::Create`] with `EACCES`, or `EROFS`).
+    pub fn choose(pref: CgroupPreference, limits: &Limits) -> Result<Placement, CgroupError> {
+        let h = Hierarchies::discover()?;
+        let root = nix::unistd::geteuid().is_root();
+        Placement::choose_in(&h, pref, limits, root, discover::host_has_swap())
+    }
+
+    /// [`Placement::choose`] on an explicit view of the hierarchies.
+    pub(crate) fn choose_in(
+        h: &Hierarchies,
+        pref: CgroupPreference,
+        limits: &Limits,
+        euid_root: bool,
+        host_has_swap: bool,
+    ) -> Result<Placement, CgroupError> {
+        let sel = Selection::new(h, pref, limits, euid_root);
+        let plan = match (sel.chosen(), sel.v2, sel.v1) {
+            (Some(CgroupVersion::V2), Ok(plan), _) => Plan::V2(plan),
+            (Some(CgroupVersion::V1), _, Ok(plan)) => Plan::V1(plan),
+            (_, v2, v1) => {
+                let sel = Selection { v2, v1, ..sel };
+                return Err(CgroupError::Unavailable(sel.why_not()));
+            }
+        };
+        let bases: Vec<&Path> = match &plan {
+            Plan::V1(p) => p.dirs.iter().filter(|d| d.required).map(|d| d.base.as_path()).collect(),
+            Plan::V2(p) => vec![p.base.as_path()],
+        };
+        for base in bases {
+            fsops::check_can_create_in(base)
+                .map_err(|errno| CgroupError::Create { path: base.to_owned(), errno })?;
+        }
+        Ok(Placement { plan, limits: limits.clone(), host_has_swap })
+    }
+
+    /// Create the cgroup named `name` (unique per run, e.g. `run-<pid>-<n>`) and apply the
+    /// limits. Whatever was created before a failure is removed again.
+    pub fn create(&self, name: &str) -> Result<Cgroup, CgroupError> {
+        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+            return Err(CgroupError::InvalidName(name.to_owned()));
+        }
+        let inner = match &self.plan {
+            Plan::V2(plan) => Inner::V2(v2::V2Cgroup::create(plan, name, &self.limits, self.host_has_swap)?),
+            Plan::V1(plan) => Inner::V1(v1::V1Cgroup::create(plan, name, &self.limits, self.host_has_swap)?),
+        };
+        Ok(Cgroup { inner, live: true })
+    }
+}
+
 impl Cgroup {
-    /// Create a cgroup named `name` (unique per run, e.g. `run-<pid>-<n>`) and apply `limits`.
+    /// [`Placement::choose`] then [`Placement::create`], in one step.
     ///
     /// Fails if no hierarchy allowed by `pref` can enforce every limit that is set, if a
     /// directory cannot be created (e.g. `EACCES` for an unprivileged caller) or if a limit
     /// cannot be written. Whatever was created before the failure is removed again.
     pub fn create(pref: CgroupPreference, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
-        let h = Hierarchies::discover()?;
-        let root = nix::unistd::geteuid().is_root();
-        Cgroup::create_in(&h, pref, name, limits, root, discover::host_has_swap())
-    }
-
-    /// [`Cgroup::create`] on an explicit view of the hierarchies.
-    pub(crate) fn create_in(
-        h: &Hierarchies,
-        pref: CgroupPreference,
-        name: &str,
-        limits: &Limits,
-        euid_root: bool,
-        host_has_swap: bool,
-    ) -> Result<Cgroup, CgroupError> {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-            return Err(CgroupError::InvalidName(name.to_owned()));
-        }
-        let sel = Selection::new(h, pref, limits, euid_root);
-        let inner = match (sel.chosen(), &sel.v2, &sel.v1) {
-            (Some(CgroupVersion::V2), Ok(plan), _) => {
-                Inner::V2(v2::V2Cgroup::create(plan, name, limits, host_has_swap)?)
-            }
-            (Some(CgroupVersion::V1), _, Ok(plan)) => {
-                Inner::V1(v1::V1Cgroup::create(plan, name, limits, host_has_swap)?)
-            }
-            _ => return Err(CgroupError::Unavailable(sel.why_not())),
-        };
-        Ok(Cgroup { inner, live: true })
+        Placement::choose(pref, limits)?.create(name)
     }
 
     /// The hierarchy version in use.

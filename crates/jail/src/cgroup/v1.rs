@@ -255,9 +255,14 @@ impl V1Cgroup {
         read_stats(self.dir_of("memory"), self.dir_of("pids"), self.dir_of("cpuacct"), self.dir_of("blkio"))
     }
 
-    /// Freeze (when the freezer is in use) so nothing can fork, SIGKILL everything, thaw, then
-    /// SIGKILL until every hierarchy is empty, then rmdir.
+    /// Remove the directories; those still busy get the slow path: freeze (when the freezer is in
+    /// use) so nothing can fork, SIGKILL everything, thaw, then SIGKILL until every hierarchy is
+    /// empty, then rmdir.
     pub(crate) fn destroy(&mut self) -> Result<(), CgroupError> {
+        let busy = self.dirs.iter_mut().fold(false, |busy, d| d.dir.remove_if_empty() | busy);
+        if !busy {
+            return Ok(());
+        }
         let (start, kill_deadline, rm_deadline) = teardown_deadlines();
         let runs: Vec<PathBuf> =
             self.dirs.iter().filter(|d| d.dir.present).map(|d| d.dir.run.clone()).collect();

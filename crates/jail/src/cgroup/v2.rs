@@ -71,7 +71,7 @@ pub(crate) fn plan(h: &Hierarchies, required: &[&str], euid_root: bool) -> Resul
 /// (it is the real root, or it has no member processes).
 pub(crate) fn check_parent(parent: &Path, required: &[&str]) -> Result<V2Plan, String> {
     let ctrl_file = parent.join("cgroup.controllers");
-    let available = match std::fs::read_to_string(&ctrl_file) {
+    let available = match crate::kernel_file::read(&ctrl_file) {
         Ok(t) => words(&t),
         Err(e) => {
             return Err(format!(
@@ -302,7 +302,7 @@ impl V2Cgroup {
     /// `cgroup.kill` when the kernel has it (5.14+), then SIGKILL whatever is still listed until
     /// the cgroup is empty, then rmdir.
     pub(crate) fn destroy(&mut self) -> Result<(), CgroupError> {
-        if !self.dir.present {
+        if !self.dir.remove_if_empty() {
             return Ok(());
         }
         let (start, kill_deadline, rm_deadline) = teardown_deadlines();
