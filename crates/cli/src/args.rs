@@ -21,6 +21,15 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Check what this host offers the sandbox and how to fix what is missing.
     Doctor(DoctorArgs),
+    /// Internal: start a long-lived sandbox from a spec file, its agent driven over stdin.
+    #[command(hide = true)]
+    Launch(LaunchArgs),
+    /// Internal: the agent inside a long-lived sandbox.
+    #[command(hide = true)]
+    Agent,
+    /// Internal: run one command for the agent and end everything it started.
+    #[command(name = "agent-run", hide = true)]
+    AgentRun(AgentRunArgs),
 }
 
 /// How the result is printed.
@@ -124,4 +133,26 @@ pub struct DoctorArgs {
     /// Print the checks as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of the internal `airlock launch`.
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// The sandbox's spec, as JSON.
+    #[arg(long)]
+    pub spec: PathBuf,
+}
+
+/// Flags of the internal `airlock agent-run`.
+#[derive(Debug, Args)]
+pub struct AgentRunArgs {
+    /// Working directory of the command.
+    #[arg(long)]
+    pub cwd: PathBuf,
+    /// Kill the command and all it started after this many milliseconds.
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// The command.
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
 }

@@ -7,6 +7,7 @@ mod config;
 mod doctor;
 mod error;
 mod human;
+mod launch;
 mod report;
 mod request;
 mod run_cmd;
@@ -20,6 +21,13 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => run_cmd::main(*args),
         Command::Doctor(args) => doctor::main(&args),
+        Command::Launch(args) => launch::main(&args),
+        Command::Agent => launch::agent(),
+        Command::AgentRun(args) => airlock_agent::runner::main(
+            &args.argv,
+            &args.cwd,
+            args.timeout_ms.map(std::time::Duration::from_millis),
+        ),
     };
     std::process::exit(code);
 }

@@ -30,7 +30,7 @@ pub use spec::{
     BindMount, CgroupPreference, HostIdentity, LandlockMode, Limits, NetworkMode, Protections, SandboxSpec,
     Stdin, Workspace, SANDBOX_UID,
 };
-pub use supervisor::{run, Collector, OutputSink, Stream};
+pub use supervisor::{run, run_attached, Collector, OutputSink, Stream};
 
 /// The landlock ABI version of the running kernel (0 when landlock is unavailable).
 pub fn landlock_abi() -> u32 {

@@ -7,13 +7,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The uid (and gid) the payload runs as inside the sandbox.
 pub const SANDBOX_UID: u32 = 1000;
 
 /// Everything the engine needs to start one isolated process tree.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxSpec {
     /// Program and arguments. `argv[0]` is looked up in `PATH` inside the sandbox when it has
     /// no slash.
@@ -41,7 +41,7 @@ pub struct SandboxSpec {
 }
 
 /// The writable `/workspace` of a sandbox.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Workspace {
     /// A fresh tmpfs that lives and dies with the sandbox (charged to its memory limit).
@@ -57,7 +57,7 @@ pub enum Workspace {
 }
 
 /// One extra bind mount from the host into the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BindMount {
     /// Absolute host path.
     pub source: PathBuf,
@@ -68,7 +68,7 @@ pub struct BindMount {
 }
 
 /// Which network the sandbox sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
     /// A fresh network namespace with only `lo`.
@@ -78,7 +78,7 @@ pub enum NetworkMode {
 }
 
 /// Resource limits. `None` means "not limited by this mechanism".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
     /// Wall-clock time from start to kill.
     #[serde(with = "opt_millis")]
@@ -116,7 +116,7 @@ impl Limits {
 
 /// Protections that can be switched off by an administrator. Off only when the configuration
 /// says so; the engine never turns one off by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Protections {
     /// Install the seccomp filter.
     pub seccomp: bool,
@@ -133,7 +133,7 @@ impl Default for Protections {
 }
 
 /// How landlock is applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LandlockMode {
     /// Not applied.
@@ -145,7 +145,7 @@ pub enum LandlockMode {
 }
 
 /// Which cgroup version to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CgroupPreference {
     /// v2 when its controllers are usable, v1 otherwise.
@@ -157,7 +157,7 @@ pub enum CgroupPreference {
 }
 
 /// The host identity that the sandbox user (uid/gid [`SANDBOX_UID`] inside) maps to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostIdentity {
     /// Host uid of every process in the sandbox. Never 0.
     pub uid: u32,
@@ -184,7 +184,7 @@ impl HostIdentity {
 }
 
 /// Standard input of the payload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stdin {
     /// `/dev/null`: reads get EOF at once.
@@ -196,7 +196,11 @@ pub enum Stdin {
 mod opt_millis {
     use std::time::Duration;
 
-    use serde::Serializer;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
 
     pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match value {

@@ -68,6 +68,24 @@ fn sv(what: &'static str) -> impl Fn(Errno) -> JailError {
 /// Must be called from a single-threaded process (a user namespace cannot be entered safely
 /// from a forked copy of a multi-threaded one); async callers use a launcher process.
 pub fn run(spec: &SandboxSpec, sink: &mut dyn OutputSink) -> Result<Outcome, JailError> {
+    run_with_stdin(spec, None, sink)
+}
+
+/// [`run`] with the payload's standard input attached to `stdin` (e.g. one end of a socket pair
+/// through which a long-lived payload is driven) instead of what `spec.stdin` says.
+pub fn run_attached(
+    spec: &SandboxSpec,
+    stdin: OwnedFd,
+    sink: &mut dyn OutputSink,
+) -> Result<Outcome, JailError> {
+    run_with_stdin(spec, Some(stdin), sink)
+}
+
+fn run_with_stdin(
+    spec: &SandboxSpec,
+    attached: Option<OwnedFd>,
+    sink: &mut dyn OutputSink,
+) -> Result<Outcome, JailError> {
     validate::spec(spec)?;
     if sys::thread_count() != Some(1) {
         return Err(JailError::Supervisor {
@@ -96,7 +114,8 @@ pub fn run(spec: &SandboxSpec, sink: &mut dyn OutputSink) -> Result<Outcome, Jai
     };
     let mut cgroup = None;
     let result = Interrupts::catch().and_then(|interrupts| {
-        let result = start_and_supervise(spec, &plan, placement.as_ref(), &mut cgroup, &interrupts, sink);
+        let started = Started { placement: placement.as_ref(), cgroup: &mut cgroup, attached };
+        let result = start_and_supervise(spec, &plan, started, &interrupts, sink);
         interrupts.release();
         result
     });
@@ -185,21 +204,33 @@ struct Raw {
     truncated: bool,
 }
 
+/// What a run brings to its start besides the spec: where its cgroup goes and, once made, the
+/// cgroup itself, and an attached standard input.
+struct Started<'a> {
+    placement: Option<&'a Placement>,
+    cgroup: &'a mut Option<Cgroup>,
+    attached: Option<OwnedFd>,
+}
+
 fn start_and_supervise(
     spec: &SandboxSpec,
     plan: &InitPlan,
-    placement: Option<&Placement>,
-    cgroup: &mut Option<Cgroup>,
+    started: Started,
     interrupts: &Interrupts,
     sink: &mut dyn OutputSink,
 ) -> Result<Outcome, JailError> {
+    let Started { placement, cgroup, attached } = started;
     let (sync, sync_child) = socketpair()?;
     let channel = pipe()?;
     let stdout = pipe()?;
     let stderr = pipe()?;
-    let stdin = match spec.stdin {
-        Stdin::Null => None,
-        Stdin::Bytes(_) => Some(pipe()?),
+    let (stdin, stdin_writer) = match (attached, &spec.stdin) {
+        (Some(fd), _) => (Some(fd), None),
+        (None, Stdin::Null) => (None, None),
+        (None, Stdin::Bytes(_)) => {
+            let p = pipe()?;
+            (Some(p.read), Some(p.write))
+        }
     };
     let mut flags = NAMESPACES;
     if spec.network == NetworkMode::None {
@@ -208,14 +239,11 @@ fn start_and_supervise(
     let start = Instant::now();
     let pid = match sys::clone_into_namespaces(flags).map_err(JailError::UserNamespace)? {
         CloneResult::Child => {
-            drop((sync, channel.read, stdout.read, stderr.read));
+            drop((sync, channel.read, stdout.read, stderr.read, stdin_writer));
             let fds = InitFds {
                 sync: sync_child,
                 channel: channel.write,
-                stdin: stdin.map(|p| {
-                    drop(p.write);
-                    p.read
-                }),
+                stdin,
                 stdout: stdout.write,
                 stderr: stderr.write,
             };
@@ -223,8 +251,7 @@ fn start_and_supervise(
         }
         CloneResult::Parent(pid) => pid,
     };
-    drop((sync_child, channel.write, stdout.write, stderr.write));
-    let stdin_writer = stdin.map(|p| p.write);
+    drop((sync_child, channel.write, stdout.write, stderr.write, stdin));
     // Two go bytes: the first once the id maps exist; init then builds its filesystem while the
     // cgroup is made here. The second comes once it can join: on v1 it carries the `tasks`
     // files init writes itself into (see `Cgroup::self_join_files`); on v2 init has been moved

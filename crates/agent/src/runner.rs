@@ -1,0 +1,258 @@
+//! The runner: one per command, between the agent and the command. It is a child subreaper
+//! (`PR_SET_CHILD_SUBREAPER`), so everything the command starts stays its descendant even after
+//! `setsid` and a double fork; when the command ends or its timeout fires, the runner kills
+//! exactly those processes and nothing else in the sandbox.
+//!
+//! Its standard output is a stream of frames for the agent: a tag byte ([`Frame`]), a 4-byte
+//! little-endian length, then the bytes. The command's own standard input is the runner's.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+
+/// Kinds of frame on the runner's standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Frame {
+    /// Bytes the command wrote to its stdout.
+    Stdout = 1,
+    /// Bytes the command wrote to its stderr.
+    Stderr = 2,
+    /// The last frame: a JSON [`RunnerExit`].
+    Exit = 3,
+}
+
+impl Frame {
+    /// The frame kind of a tag byte.
+    pub fn from_tag(tag: u8) -> Option<Frame> {
+        match tag {
+            1 => Some(Frame::Stdout),
+            2 => Some(Frame::Stderr),
+            3 => Some(Frame::Exit),
+            _ => None,
+        }
+    }
+}
+
+/// How the command ended, as the runner saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerExit {
+    /// Exit code, when it exited.
+    pub exit_code: Option<i32>,
+    /// Signal number, when it was killed.
+    pub signal: Option<i32>,
+    /// Whether the timeout ended it.
+    pub timed_out: bool,
+    /// Why it could not be started.
+    pub spawn_error: Option<String>,
+}
+
+/// Run `argv` in `cwd` with an optional timeout, writing frames to stdout. Returns the runner's
+/// exit status (0 once the exit frame is written).
+pub fn main(argv: &[String], cwd: &Path, timeout: Option<Duration>) -> i32 {
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    let exit = run(argv, cwd, timeout, &out);
+    let body = serde_json::to_vec(&exit).unwrap_or_default();
+    match write_frame(&out, Frame::Exit, &body) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    }
+}
+
+fn run(
+    argv: &[String],
+    cwd: &Path,
+    timeout: Option<Duration>,
+    out: &Arc<Mutex<std::io::Stdout>>,
+) -> RunnerExit {
+    let failed = |message: String| RunnerExit {
+        exit_code: Some(127),
+        signal: None,
+        timed_out: false,
+        spawn_error: Some(message),
+    };
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        return failed(format!("cannot become the command's subreaper: {e}"));
+    }
+    let Some((program, args)) = argv.split_first() else {
+        return failed("empty command".to_owned());
+    };
+    let spawned = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            let mut exit = failed(format!("cannot start {program:?}: {e}"));
+            if e.kind() == std::io::ErrorKind::PermissionDenied {
+                exit.exit_code = Some(126);
+            }
+            return exit;
+        }
+    };
+    let pumps: Vec<_> = [
+        child.stdout.take().map(|r| (Frame::Stdout, Box::new(r) as Box<dyn Read + Send>)),
+        child.stderr.take().map(|r| (Frame::Stderr, Box::new(r) as Box<dyn Read + Send>)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(frame, reader)| {
+        let out = Arc::clone(out);
+        std::thread::spawn(move || pump(reader, frame, &out))
+    })
+    .collect();
+    let main = Pid::from_raw(child.id() as i32);
+    // The timer kills the tree at the deadline; this thread reaps (the main child and every
+    // orphan that lands here) until the main child has ended.
+    let (finished, finished_rx) = mpsc::channel::<()>();
+    let timer = timeout.map(|limit| {
+        std::thread::spawn(move || match finished_rx.recv_timeout(limit) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                kill_descendants();
+                true
+            }
+            _ => false,
+        })
+    });
+    let status = loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == main => break Ok((Some(code), None)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == main => break Ok((None, Some(sig as i32))),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    drop(finished);
+    let timed_out = timer.is_some_and(|t| t.join().unwrap_or(false));
+    // Whatever the command left behind (background jobs, daemons) belongs to it: end it too, so
+    // that the output pipes close and nothing of this command outlives it.
+    kill_descendants();
+    while !matches!(waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)), Err(Errno::ECHILD)) {}
+    for pump in pumps {
+        let _ = pump.join();
+    }
+    match status {
+        Ok((exit_code, signal)) => RunnerExit { exit_code, signal, timed_out, spawn_error: None },
+        Err(e) => RunnerExit {
+            exit_code: None,
+            signal: None,
+            timed_out,
+            spawn_error: Some(format!("wait failed: {e}")),
+        },
+    }
+}
+
+fn pump(mut reader: Box<dyn Read + Send>, frame: Frame, out: &Mutex<std::io::Stdout>) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                if write_frame(out, frame, &buf[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn write_frame(out: &Mutex<std::io::Stdout>, frame: Frame, body: &[u8]) -> std::io::Result<()> {
+    let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+    let mut header = [0u8; 5];
+    header[0] = frame as u8;
+    header[1..].copy_from_slice(&(body.len() as u32).to_le_bytes());
+    out.write_all(&header)?;
+    out.write_all(body)?;
+    out.flush()
+}
+
+/// SIGKILL every descendant of this process, over and over, until none is left alive (the dead
+/// are reaped by the runner's wait loop). Orphans of the command are re-parented here (this
+/// process is their subreaper), so the tree is found by parent links in `/proc` whatever
+/// sessions or groups they made.
+fn kill_descendants() {
+    let me = nix::unistd::getpid().as_raw();
+    loop {
+        let tree = descendants(me);
+        if tree.is_empty() {
+            return;
+        }
+        for pid in &tree {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Pids whose chain of parents reaches `root`, zombies excluded.
+fn descendants(root: i32) -> Vec<i32> {
+    let mut parent_of = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses; the last ')' ends it.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("");
+        let Some(ppid) = fields.next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        if state != "Z" && state != "X" {
+            parent_of.push((pid, ppid));
+        }
+    }
+    let mut found = vec![root];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        found.extend(parent_of.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_their_tags() {
+        for f in [Frame::Stdout, Frame::Stderr, Frame::Exit] {
+            assert_eq!(Frame::from_tag(f as u8), Some(f));
+        }
+        assert_eq!(Frame::from_tag(9), None);
+    }
+
+    #[test]
+    fn descendants_follow_parent_links() {
+        let mut child = Command::new("sh").args(["-c", "sleep 30 & wait"]).spawn().unwrap();
+        let me = std::process::id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut tree = descendants(me);
+        while tree.len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+            tree = descendants(me);
+        }
+        assert!(tree.contains(&(child.id() as i32)), "{tree:?}");
+        assert!(tree.len() >= 2, "sh and its sleep: {tree:?}");
+        for pid in &tree {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+}

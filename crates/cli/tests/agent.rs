@@ -1,0 +1,191 @@
+//! A long-lived sandbox: `airlock launch` with the agent inside, driven over a socket pair the
+//! way the server drives it.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock_jail::{
+    BindMount, HostIdentity, Limits, NetworkMode, Protections, SandboxSpec, Stdin, Workspace,
+};
+use serde_json::{json, Value};
+
+struct Sandbox {
+    launcher: Child,
+    control: BufReader<UnixStream>,
+    workspace: PathBuf,
+}
+
+impl Sandbox {
+    fn start(tag: &str) -> Sandbox {
+        let dir = std::env::temp_dir().join(format!("airlock-agent-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let workspace = dir.join("workspace");
+        std::fs::create_dir_all(&workspace).unwrap();
+        let identity = HostIdentity::for_caller(std::process::id() + 7);
+        if common::is_root() {
+            std::os::unix::fs::chown(&workspace, Some(identity.uid), Some(identity.gid)).unwrap();
+        }
+        let spec = SandboxSpec {
+            argv: vec!["/.airlock/airlock".into(), "agent".into()],
+            env: vec![
+                ("PATH".into(), airlock_jail::DEFAULT_PATH.into()),
+                ("HOME".into(), "/workspace".into()),
+            ],
+            workdir: "/workspace".into(),
+            workspace: Workspace::Host { path: workspace.clone() },
+            binds: vec![BindMount {
+                source: common::airlock_bin(),
+                destination: "/.airlock/airlock".into(),
+                readonly: true,
+            }],
+            network: NetworkMode::None,
+            limits: Limits { max_open_files: Some(1024), tmp_size_bytes: 16 << 20, ..Limits::default() },
+            protections: Protections::default(),
+            identity,
+            stdin: Stdin::Null,
+            hostname: "airlock".into(),
+        };
+        let spec_path = dir.join("spec.json");
+        std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let launcher = Command::new(common::airlock_bin())
+            .args(["launch", "--spec"])
+            .arg(&spec_path)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start airlock launch");
+        let mut sandbox = Sandbox { launcher, control: BufReader::new(ours), workspace };
+        assert_eq!(sandbox.ask(&json!({"id": 1, "op": "ping"}))["kind"], "pong");
+        sandbox
+    }
+
+    fn send(&mut self, request: &Value) {
+        let mut line = serde_json::to_vec(request).unwrap();
+        line.push(b'\n');
+        self.control.get_mut().write_all(&line).unwrap();
+    }
+
+    fn receive(&mut self) -> Value {
+        let mut line = String::new();
+        self.control.read_line(&mut line).expect("read from the agent");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer {line:?}: {e}"))
+    }
+
+    fn ask(&mut self, request: &Value) -> Value {
+        self.send(request);
+        self.receive()
+    }
+
+    fn exec(&mut self, id: u64, script: &str, timeout_ms: Option<u64>) -> Value {
+        self.ask(&exec(id, script, timeout_ms))
+    }
+
+    /// Hang up and wait for the sandbox to end; returns what `airlock launch` printed.
+    fn stop(self) -> Value {
+        let Sandbox { launcher, control, workspace } = self;
+        drop(control);
+        let out = launcher.wait_with_output().unwrap();
+        let _ = std::fs::remove_dir_all(workspace.parent().unwrap());
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!("launcher printed {text:?} ({e}); stderr: {}", String::from_utf8_lossy(&out.stderr))
+        })
+    }
+}
+
+fn exec(id: u64, script: &str, timeout_ms: Option<u64>) -> Value {
+    json!({"id": id, "op": "exec", "argv": ["/bin/sh", "-c", script], "cwd": "/workspace",
+           "timeout_ms": timeout_ms, "max_output_bytes": 1 << 20})
+}
+
+fn processes(sandbox: &mut Sandbox, id: u64) -> String {
+    let listing = sandbox.exec(id, "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done", None);
+    listing["stdout"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn commands_share_the_workspace_and_processes_of_one_sandbox() {
+    let mut sb = Sandbox::start("share");
+    let first = sb.exec(2, "echo kept > note.txt; id -u; pwd", None);
+    assert_eq!(first["exit_code"], 0, "{first}");
+    assert_eq!(first["stdout"], "1000\n/workspace\n");
+    let second = sb.exec(3, "cat note.txt; exit 3", None);
+    assert_eq!((second["stdout"].as_str(), second["exit_code"].as_i64()), (Some("kept\n"), Some(3)));
+    assert_eq!(std::fs::read_to_string(sb.workspace.join("note.txt")).unwrap(), "kept\n");
+    let missing = sb.ask(&json!({"id": 4, "op": "exec", "argv": ["no-such-program"], "cwd": "/workspace",
+                                 "max_output_bytes": 100}));
+    assert_eq!(missing["exit_code"], 127, "{missing}");
+    assert!(missing["spawn_error"].as_str().unwrap().contains("no-such-program"), "{missing}");
+    let ended = sb.stop();
+    assert_eq!(ended["result"], "ended", "{ended}");
+}
+
+#[test]
+fn a_command_timeout_ends_its_own_tree_and_nothing_else() {
+    let mut sb = Sandbox::start("timeout");
+    // A long command runs while another one, which detaches a daemon, times out.
+    sb.send(&exec(10, "sleep 1.5; echo survived", None));
+    let started = Instant::now();
+    let timed_out = sb.exec(11, "setsid sh -c 'sleep 300' & (sh -c 'sleep 301 &') ; sleep 302", Some(300));
+    assert!(started.elapsed() < Duration::from_secs(5), "the timeout did not fire in time");
+    assert_eq!(timed_out["id"], 11, "{timed_out}");
+    assert_eq!(timed_out["timed_out"], true, "{timed_out}");
+    let left = processes(&mut sb, 12);
+    for sleeper in ["sleep 300", "sleep 301", "sleep 302"] {
+        assert!(!left.contains(sleeper), "{sleeper} outlived its command's timeout:\n{left}");
+    }
+    assert!(left.contains("sleep 1.5"), "the other command was touched:\n{left}");
+    let other = sb.receive();
+    assert_eq!((other["id"].as_u64(), other["stdout"].as_str()), (Some(10), Some("survived\n")), "{other}");
+    // And the sandbox still works.
+    assert_eq!(sb.exec(13, "echo still here", None)["stdout"], "still here\n");
+    sb.stop();
+}
+
+#[test]
+fn output_is_capped_and_stdin_is_fed() {
+    let mut sb = Sandbox::start("output");
+    let flood = sb.ask(
+        &json!({"id": 2, "op": "exec", "argv": ["/bin/sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x"],
+                               "cwd": "/workspace", "max_output_bytes": 1000}),
+    );
+    assert_eq!(flood["stdout"].as_str().unwrap().len(), 1000, "{}", flood["stderr"]);
+    assert_eq!(flood["output_truncated"], true);
+    let fed = sb.ask(&json!({"id": 3, "op": "exec", "argv": ["/bin/cat"], "cwd": "/workspace",
+                             "stdin": "from the caller", "max_output_bytes": 100}));
+    assert_eq!(fed["stdout"], "from the caller");
+    sb.stop();
+}
+
+#[test]
+fn hanging_up_ends_the_sandbox_and_everything_in_it() {
+    let mut sb = Sandbox::start("hangup");
+    let marker = format!("sleep 6{}", std::process::id() % 1000);
+    sb.send(&exec(2, &format!("{marker} & wait"), None));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while host_processes_running(&marker) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(host_processes_running(&marker), 1, "the command did not start");
+    let report = sb.stop();
+    assert_eq!(report["result"], "ended", "{report}");
+    assert_eq!(host_processes_running(&marker), 0, "a process of the sandbox outlived it");
+}
+
+/// Host processes whose command line is exactly `cmdline`.
+fn host_processes_running(cmdline: &str) -> usize {
+    let wanted: Vec<u8> = cmdline.replace(' ', "\0").into_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| c.strip_suffix(b"\0").unwrap_or(c) == wanted.as_slice())
+        .count()
+}
