@@ -227,19 +227,7 @@ impl Placement {
     /// directory there ([`CgroupError::Create`] with `EACCES`, or `EROFS`).
     pub fn choose(pref: CgroupPreference, limits: &Limits) -> Result<Placement, CgroupError> {
         let h = Hierarchies::discover()?;
-        let root = nix::unistd::geteuid().is_root();
-        Placement::choose_in(&h, pref, limits, root, discover::host_has_swap())
-    }
-
-    /// [`Placement::choose`] on an explicit view of the hierarchies.
-    pub(crate) fn choose_in(
-        h: &Hierarchies,
-        pref: CgroupPreference,
-        limits: &Limits,
-        euid_root: bool,
-        host_has_swap: bool,
-    ) -> Result<Placement, CgroupError> {
-        let sel = Selection::new(h, pref, limits, euid_root);
+        let sel = Selection::new(&h, pref, limits, nix::unistd::geteuid().is_root());
         let plan = match (sel.chosen(), sel.v2, sel.v1) {
             (Some(CgroupVersion::V2), Ok(plan), _) => Plan::V2(plan),
             (Some(CgroupVersion::V1), _, Ok(plan)) => Plan::V1(plan),
@@ -256,7 +244,7 @@ impl Placement {
             fsops::check_can_create_in(base)
                 .map_err(|errno| CgroupError::Create { path: base.to_owned(), errno })?;
         }
-        Ok(Placement { plan, limits: limits.clone(), host_has_swap })
+        Ok(Placement { plan, limits: limits.clone(), host_has_swap: discover::host_has_swap() })
     }
 
     /// Create the cgroup named `name` (unique per run, e.g. `run-<pid>-<n>`) and apply the
