@@ -5,7 +5,7 @@ Starts one long-lived sandbox with ``airlock launch`` (the engine's defaults: ev
 a host workspace) and drives its agent over the socket pair directly, as the server will. Then,
 interleaved for N rounds, times:
 
-* ``agent``  - one ``exec`` request of ``/bin/true`` (or ``python3 -c pass``) and its answer:
+* ``agent``  - one ``start`` request of ``/bin/true`` (or ``python3 -c pass``) and its answer:
   the agent starts a runner, the runner the command, and both end;
 * ``bwrap``  - ``bwrap --unshare-all ...`` of the same command, as in ``compare.py``.
 
@@ -78,12 +78,14 @@ def main(argv: list[str]) -> int:
     next_id = iter(range(1, 1 << 62))
 
     def agent_once() -> float:
-        req = {"id": next(next_id), "op": "exec", "argv": payload, "cwd": "/workspace",
+        req = {"id": next(next_id), "op": "start", "argv": payload, "cwd": "/workspace",
                "max_output_bytes": 1 << 20}
         t = time.perf_counter()
         ctl.write(json.dumps(req) + "\n")
         ctl.flush()
         answer = json.loads(ctl.readline())
+        while answer.get("kind") != "exit":
+            answer = json.loads(ctl.readline())
         elapsed = time.perf_counter() - t
         if answer.get("exit_code") != 0:
             raise SystemExit(f"agent run failed: {answer}")

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod command;
 pub mod protocol;
 pub mod runner;
 

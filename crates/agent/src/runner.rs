@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -29,6 +30,8 @@ pub enum Frame {
     Stderr = 2,
     /// The last frame: a JSON [`RunnerExit`].
     Exit = 3,
+    /// The first frame: the command's pid, as decimal text.
+    Started = 4,
 }
 
 impl Frame {
@@ -38,13 +41,14 @@ impl Frame {
             1 => Some(Frame::Stdout),
             2 => Some(Frame::Stderr),
             3 => Some(Frame::Exit),
+            4 => Some(Frame::Started),
             _ => None,
         }
     }
 }
 
 /// How the command ended, as the runner saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunnerExit {
     /// Exit code, when it exited.
     pub exit_code: Option<i32>,
@@ -54,6 +58,15 @@ pub struct RunnerExit {
     pub timed_out: bool,
     /// Why it could not be started.
     pub spawn_error: Option<String>,
+    /// User CPU time of every process it reaped, in milliseconds.
+    #[serde(default)]
+    pub user_cpu_ms: u64,
+    /// System CPU time of every process it reaped, in milliseconds.
+    #[serde(default)]
+    pub system_cpu_ms: u64,
+    /// Peak resident memory of the largest process it reaped, in bytes.
+    #[serde(default)]
+    pub max_rss_bytes: u64,
 }
 
 /// Run `argv` in `cwd` with an optional timeout, writing frames to stdout. Returns the runner's
@@ -76,9 +89,8 @@ fn run(
 ) -> RunnerExit {
     let failed = |message: String| RunnerExit {
         exit_code: Some(127),
-        signal: None,
-        timed_out: false,
         spawn_error: Some(message),
+        ..RunnerExit::default()
     };
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
         return failed(format!("cannot become the command's subreaper: {e}"));
@@ -115,13 +127,14 @@ fn run(
     })
     .collect();
     let main = Pid::from_raw(child.id() as i32);
+    let _ = write_frame(out, Frame::Started, main.as_raw().to_string().as_bytes());
     // The timer kills the tree at the deadline; this thread reaps (the main child and every
     // orphan that lands here) until the main child has ended.
     let (finished, finished_rx) = mpsc::channel::<()>();
     let timer = timeout.map(|limit| {
         std::thread::spawn(move || match finished_rx.recv_timeout(limit) {
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                kill_descendants();
+                kill_tree(nix::unistd::getpid().as_raw());
                 true
             }
             _ => false,
@@ -139,20 +152,25 @@ fn run(
     let timed_out = timer.is_some_and(|t| t.join().unwrap_or(false));
     // Whatever the command left behind (background jobs, daemons) belongs to it: end it too, so
     // that the output pipes close and nothing of this command outlives it.
-    kill_descendants();
+    kill_tree(nix::unistd::getpid().as_raw());
     while !matches!(waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)), Err(Errno::ECHILD)) {}
     for pump in pumps {
         let _ = pump.join();
     }
-    match status {
-        Ok((exit_code, signal)) => RunnerExit { exit_code, signal, timed_out, spawn_error: None },
-        Err(e) => RunnerExit {
-            exit_code: None,
-            signal: None,
-            timed_out,
-            spawn_error: Some(format!("wait failed: {e}")),
-        },
+    let mut exit = match status {
+        Ok((exit_code, signal)) => RunnerExit { exit_code, signal, timed_out, ..RunnerExit::default() },
+        Err(e) => {
+            RunnerExit { timed_out, spawn_error: Some(format!("wait failed: {e}")), ..RunnerExit::default() }
+        }
+    };
+    // Every process of the command has been reaped by now, so this covers the whole tree.
+    if let Ok(usage) = getrusage(UsageWho::RUSAGE_CHILDREN) {
+        let millis = |t: nix::sys::time::TimeVal| (t.tv_sec() * 1000 + t.tv_usec() / 1000).max(0) as u64;
+        exit.user_cpu_ms = millis(usage.user_time());
+        exit.system_cpu_ms = millis(usage.system_time());
+        exit.max_rss_bytes = (usage.max_rss().max(0) as u64) * 1024;
     }
+    exit
 }
 
 fn pump(mut reader: Box<dyn Read + Send>, frame: Frame, out: &Mutex<std::io::Stdout>) {
@@ -179,14 +197,13 @@ fn write_frame(out: &Mutex<std::io::Stdout>, frame: Frame, body: &[u8]) -> std::
     out.flush()
 }
 
-/// SIGKILL every descendant of this process, over and over, until none is left alive (the dead
-/// are reaped by the runner's wait loop). Orphans of the command are re-parented here (this
-/// process is their subreaper), so the tree is found by parent links in `/proc` whatever
-/// sessions or groups they made.
-fn kill_descendants() {
-    let me = nix::unistd::getpid().as_raw();
+/// SIGKILL every descendant of `root` (a runner), over and over, until none is left alive (the
+/// dead are reaped by the runner's wait loop). Orphans of the command are re-parented to the
+/// runner (their subreaper), so the tree is found by parent links in `/proc` whatever sessions
+/// or groups they made.
+pub(crate) fn kill_tree(root: i32) {
     loop {
-        let tree = descendants(me);
+        let tree = descendants(root);
         if tree.is_empty() {
             return;
         }
@@ -232,7 +249,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_their_tags() {
-        for f in [Frame::Stdout, Frame::Stderr, Frame::Exit] {
+        for f in [Frame::Stdout, Frame::Stderr, Frame::Exit, Frame::Started] {
             assert_eq!(Frame::from_tag(f as u8), Some(f));
         }
         assert_eq!(Frame::from_tag(9), None);

@@ -18,6 +18,7 @@ struct Sandbox {
     launcher: Child,
     control: BufReader<UnixStream>,
     workspace: PathBuf,
+    others: Vec<Value>,
 }
 
 impl Sandbox {
@@ -61,7 +62,7 @@ impl Sandbox {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start airlock launch");
-        let mut sandbox = Sandbox { launcher, control: BufReader::new(ours), workspace };
+        let mut sandbox = Sandbox { launcher, control: BufReader::new(ours), workspace, others: Vec::new() };
         assert_eq!(sandbox.ask(&json!({"id": 1, "op": "ping"}))["kind"], "pong");
         sandbox
     }
@@ -84,12 +85,56 @@ impl Sandbox {
     }
 
     fn exec(&mut self, id: u64, script: &str, timeout_ms: Option<u64>) -> Value {
-        self.ask(&exec(id, script, timeout_ms))
+        self.send(&exec(id, script, timeout_ms));
+        self.collect(id)
+    }
+
+    /// Read answers until command `id` exits; its output is gathered into `stdout` and `stderr`
+    /// of the exit answer. Answers to other requests are left in `self.others`.
+    fn collect(&mut self, id: u64) -> Value {
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        loop {
+            let answer = self.receive();
+            if answer["id"] != id {
+                self.others.push(answer);
+                continue;
+            }
+            match answer["kind"].as_str() {
+                Some("output") if answer["stream"] == "stdout" => stdout += answer["data"].as_str().unwrap(),
+                Some("output") => stderr += answer["data"].as_str().unwrap(),
+                Some("exit") => {
+                    let mut exit = answer;
+                    exit["stdout"] = stdout.into();
+                    exit["stderr"] = stderr.into();
+                    return exit;
+                }
+                Some("started") => assert!(answer["pid"].as_i64().unwrap() > 1, "{answer}"),
+                _ => panic!("unexpected answer {answer}"),
+            }
+        }
+    }
+
+    /// Like [`Sandbox::collect`], for a command some of whose answers were already read.
+    fn exit_of(&mut self, id: u64) -> Value {
+        let (early, others): (Vec<Value>, Vec<Value>) = self.others.drain(..).partition(|a| a["id"] == id);
+        self.others = others;
+        let exit = match early.iter().find(|a| a["kind"] == "exit") {
+            Some(exit) => exit.clone(),
+            None => self.collect(id),
+        };
+        let early_out: String = early
+            .iter()
+            .filter(|a| a["kind"] == "output" && a["stream"] == "stdout")
+            .map(|a| a["data"].as_str().unwrap())
+            .collect();
+        let mut exit = exit;
+        exit["stdout"] = (early_out + exit["stdout"].as_str().unwrap_or("")).into();
+        exit
     }
 
     /// Hang up and wait for the sandbox to end; returns what `airlock launch` printed.
     fn stop(self) -> Value {
-        let Sandbox { launcher, control, workspace } = self;
+        let Sandbox { launcher, control, workspace, .. } = self;
         drop(control);
         let out = launcher.wait_with_output().unwrap();
         let _ = std::fs::remove_dir_all(workspace.parent().unwrap());
@@ -101,7 +146,7 @@ impl Sandbox {
 }
 
 fn exec(id: u64, script: &str, timeout_ms: Option<u64>) -> Value {
-    json!({"id": id, "op": "exec", "argv": ["/bin/sh", "-c", script], "cwd": "/workspace",
+    json!({"id": id, "op": "start", "argv": ["/bin/sh", "-c", script], "cwd": "/workspace",
            "timeout_ms": timeout_ms, "max_output_bytes": 1 << 20})
 }
 
@@ -119,8 +164,9 @@ fn commands_share_the_workspace_and_processes_of_one_sandbox() {
     let second = sb.exec(3, "cat note.txt; exit 3", None);
     assert_eq!((second["stdout"].as_str(), second["exit_code"].as_i64()), (Some("kept\n"), Some(3)));
     assert_eq!(std::fs::read_to_string(sb.workspace.join("note.txt")).unwrap(), "kept\n");
-    let missing = sb.ask(&json!({"id": 4, "op": "exec", "argv": ["no-such-program"], "cwd": "/workspace",
-                                 "max_output_bytes": 100}));
+    sb.send(&json!({"id": 4, "op": "start", "argv": ["no-such-program"], "cwd": "/workspace",
+                    "max_output_bytes": 100}));
+    let missing = sb.collect(4);
     assert_eq!(missing["exit_code"], 127, "{missing}");
     assert!(missing["spawn_error"].as_str().unwrap().contains("no-such-program"), "{missing}");
     let ended = sb.stop();
@@ -142,8 +188,12 @@ fn a_command_timeout_ends_its_own_tree_and_nothing_else() {
         assert!(!left.contains(sleeper), "{sleeper} outlived its command's timeout:\n{left}");
     }
     assert!(left.contains("sleep 1.5"), "the other command was touched:\n{left}");
-    let other = sb.receive();
-    assert_eq!((other["id"].as_u64(), other["stdout"].as_str()), (Some(10), Some("survived\n")), "{other}");
+    let other = sb.exit_of(10);
+    assert_eq!(
+        (other["exit_code"].as_i64(), other["stdout"].as_str()),
+        (Some(0), Some("survived\n")),
+        "{other}"
+    );
     // And the sandbox still works.
     assert_eq!(sb.exec(13, "echo still here", None)["stdout"], "still here\n");
     sb.stop();
@@ -152,15 +202,17 @@ fn a_command_timeout_ends_its_own_tree_and_nothing_else() {
 #[test]
 fn output_is_capped_and_stdin_is_fed() {
     let mut sb = Sandbox::start("output");
-    let flood = sb.ask(
-        &json!({"id": 2, "op": "exec", "argv": ["/bin/sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x"],
-                               "cwd": "/workspace", "max_output_bytes": 1000}),
+    sb.send(
+        &json!({"id": 2, "op": "start", "argv": ["/bin/sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x"],
+                    "cwd": "/workspace", "max_output_bytes": 1000}),
     );
+    let flood = sb.collect(2);
     assert_eq!(flood["stdout"].as_str().unwrap().len(), 1000, "{}", flood["stderr"]);
     assert_eq!(flood["output_truncated"], true);
-    let fed = sb.ask(&json!({"id": 3, "op": "exec", "argv": ["/bin/cat"], "cwd": "/workspace",
-                             "stdin": "from the caller", "max_output_bytes": 100}));
-    assert_eq!(fed["stdout"], "from the caller");
+    assert_eq!(flood["stdout_bytes"], 3_000_000);
+    sb.send(&json!({"id": 3, "op": "start", "argv": ["/bin/cat"], "cwd": "/workspace",
+                    "stdin": "from the caller", "max_output_bytes": 100}));
+    assert_eq!(sb.collect(3)["stdout"], "from the caller");
     sb.stop();
 }
 
@@ -188,4 +240,33 @@ fn host_processes_running(cmdline: &str) -> usize {
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .filter(|c| c.strip_suffix(b"\0").unwrap_or(c) == wanted.as_slice())
         .count()
+}
+
+#[test]
+fn stdin_stays_open_and_signal_and_kill_reach_only_their_command() {
+    let mut sb = Sandbox::start("control");
+    sb.send(&json!({"id": 2, "op": "start", "argv": ["/bin/cat"], "cwd": "/workspace",
+                    "keep_stdin_open": true, "max_output_bytes": 100}));
+    assert_eq!(sb.ask(&json!({"id": 3, "op": "stdin", "command": 2, "data": "one "}))["kind"], "done");
+    assert_eq!(sb.ask(&json!({"id": 4, "op": "stdin", "command": 2, "data": "two"}))["kind"], "done");
+    assert_eq!(sb.ask(&json!({"id": 5, "op": "close_stdin", "command": 2}))["kind"], "done");
+    let cat = sb.exit_of(2);
+    assert_eq!((cat["stdout"].as_str(), cat["exit_code"].as_i64()), (Some("one two"), Some(0)), "{cat}");
+
+    sb.send(&exec(6, "trap 'echo got term; exit 7' TERM; sleep 100 & wait", None));
+    sb.send(&exec(7, "setsid sleep 200 & sleep 201", None));
+    // Wait until both have started, then signal one and kill the other.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes(&mut sb, 8).contains("sleep 201") && Instant::now() < deadline {}
+    assert_eq!(sb.ask(&json!({"id": 9, "op": "signal", "command": 6, "signal": 15}))["kind"], "done");
+    let trapped = sb.exit_of(6);
+    assert_eq!((trapped["exit_code"].as_i64(), trapped["stdout"].as_str()), (Some(7), Some("got term\n")));
+    assert_eq!(sb.ask(&json!({"id": 10, "op": "kill", "command": 7}))["kind"], "done");
+    let killed = sb.exit_of(7);
+    assert_eq!((killed["killed"].as_bool(), killed["signal"].as_i64()), (Some(true), Some(9)), "{killed}");
+    let left = processes(&mut sb, 11);
+    assert!(!left.contains("sleep 200") && !left.contains("sleep 201"), "{left}");
+    let unknown = sb.ask(&json!({"id": 12, "op": "kill", "command": 7}));
+    assert_eq!(unknown["kind"], "error", "{unknown}");
+    sb.stop();
 }
