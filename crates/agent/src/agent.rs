@@ -1,6 +1,7 @@
 //! The agent's request loop: requests arrive on standard input (a socket to the runtime), and
 //! every answer goes back on the same socket, one line each. Each command runs on a thread of its
-//! own through a runner process, so a slow command never holds up a ping or another command.
+//! own through a runner process, so a slow command never holds up a ping or another command, and
+//! each file operation runs on a thread of its own for the same reason.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -9,9 +10,10 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
+use crate::files::{self, WriteOptions};
 use crate::protocol::{Event, Op, Request, Response};
 
 /// The answering half of the control socket, shared by every thread.
@@ -51,6 +53,11 @@ pub fn serve(runner: Vec<OsString>) -> std::io::Result<()> {
     // Processes of the sandbox run as the agent's uid; not dumpable, they cannot open its
     // descriptors (the control socket) through /proc.
     nix::sys::prctl::set_dumpable(false).map_err(std::io::Error::from)?;
+    // A write beyond the sandbox's file size limit (RLIMIT_FSIZE) raises SIGXFSZ, whose default
+    // action would end the agent and the sandbox with it. Blocked before any thread starts, so
+    // that every thread inherits the mask, it leaves the write failing with EFBIG instead.
+    // Runners start with an empty mask (std's `Command` resets it), so commands still get it.
+    SigSet::from(Signal::SIGXFSZ).thread_block().map_err(std::io::Error::from)?;
     let control = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let replies = Replies(Arc::new(Mutex::new(control.try_clone()?)));
     let table: Table = Arc::default();
@@ -109,17 +116,41 @@ pub fn serve(runner: Vec<OsString>) -> std::io::Result<()> {
                 });
                 match runner_pid {
                     Ok(Some(pid)) => {
-                        let replies = replies.clone();
-                        // Killing a fork bomb takes rounds; the request loop goes on meanwhile.
-                        std::thread::spawn(move || {
+                        let answer = replies.clone();
+                        // Killing a fork bomb takes rounds; the request loop goes on meanwhile,
+                        // unless no thread can start (the process limit): then it waits.
+                        let started = std::thread::Builder::new().spawn(move || {
+                            crate::runner::kill_tree(pid);
+                            answer.send(id, Event::Done);
+                        });
+                        if started.is_err() {
                             crate::runner::kill_tree(pid);
                             replies.send(id, Event::Done);
-                        });
+                        }
                     }
                     // The command's thread sees the flag once its runner exists.
                     Ok(None) => replies.send(id, Event::Done),
                     Err(message) => replies.send(id, Event::Error { message }),
                 }
+            }
+            Op::ReadFile { path, offset, length } => {
+                files::spawn(id, &replies, move || files::read(&path, offset, length))
+            }
+            Op::WriteFile { path, data, offset, append, create_parents, mode } => {
+                files::spawn(id, &replies, move || {
+                    files::write(&path, &data, WriteOptions { offset, append, create_parents, mode })
+                })
+            }
+            Op::Stat { path } => files::spawn(id, &replies, move || files::stat(&path)),
+            Op::List { path, depth } => files::spawn(id, &replies, move || files::list(&path, depth)),
+            Op::Mkdir { path, parents, mode } => {
+                files::spawn(id, &replies, move || files::mkdir(&path, parents, mode))
+            }
+            Op::Move { from, to, overwrite } => {
+                files::spawn(id, &replies, move || files::rename(&from, &to, overwrite))
+            }
+            Op::Remove { path, recursive } => {
+                files::spawn(id, &replies, move || files::remove(&path, recursive))
             }
         }
     }

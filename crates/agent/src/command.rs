@@ -33,7 +33,15 @@ pub(crate) fn start(
     lock(table).insert(id, Running { runner_pid: None, main_pid: None, stdin, killed: Arc::clone(&killed) });
     let (table, replies) = (Arc::clone(table), replies.clone());
     let input = feeds_stdin.then_some(rx);
-    std::thread::spawn(move || run(id, &start, &runner, input, &killed, &table, &replies));
+    let (table_for_thread, replies_for_thread) = (Arc::clone(&table), replies.clone());
+    let started = std::thread::Builder::new()
+        .spawn(move || run(id, &start, &runner, input, &killed, &table_for_thread, &replies_for_thread));
+    // At the sandbox's process limit (threads count) no thread starts: the command fails, the
+    // agent goes on.
+    if let Err(e) = started {
+        lock(&table).remove(&id);
+        replies.send(id, spawn_failed(format!("cannot start a thread for the command: {e}")));
+    }
 }
 
 fn run(
@@ -69,7 +77,8 @@ fn run(
     };
     if let (Some(pipe), Some(rx)) = (child.stdin.take(), input) {
         // Written from a thread: a command that does not read must not hold up its output.
-        std::thread::spawn(move || {
+        // Without a thread the pipe is dropped and the command reads end of file.
+        let _ = std::thread::Builder::new().spawn(move || {
             let mut pipe = pipe;
             for chunk in rx {
                 if pipe.write_all(&chunk).is_err() {

@@ -9,6 +9,7 @@
 
 mod agent;
 mod command;
+mod files;
 pub mod protocol;
 pub mod runner;
 

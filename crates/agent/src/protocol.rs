@@ -2,6 +2,7 @@
 //! Requests carry an `id` that every answer to them repeats, so several commands can run at once
 //! and their output can interleave on the one socket.
 
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 /// A request from the runtime.
@@ -48,6 +49,109 @@ pub enum Op {
         /// The id of the command's `start` request.
         command: u64,
     },
+    /// Read part of a regular file. Answered with [`Event::FileData`] or [`Event::FileError`].
+    ReadFile {
+        /// The file: absolute inside the sandbox, or relative to `/workspace`.
+        path: String,
+        /// Where to start reading.
+        #[serde(default)]
+        offset: u64,
+        /// Bytes to read at most; never more than [`MAX_READ_BYTES`], which is also the default.
+        #[serde(default)]
+        length: Option<u64>,
+    },
+    /// Write to a regular file, creating it if missing. Answered with [`Event::Done`] or
+    /// [`Event::FileError`].
+    WriteFile {
+        /// The file: absolute inside the sandbox, or relative to `/workspace`.
+        path: String,
+        /// The bytes to write, in base64 ([`encode_data`]).
+        data: String,
+        /// Write at this offset and keep the rest of the file; without it (and without
+        /// `append`) the file is truncated and written from the start.
+        #[serde(default)]
+        offset: Option<u64>,
+        /// Write at the end of the file; cannot be combined with `offset`.
+        #[serde(default)]
+        append: bool,
+        /// Create missing parent directories first.
+        #[serde(default)]
+        create_parents: bool,
+        /// Permission bits of a file this creates (less the umask); default 0o644. An existing
+        /// file keeps its mode.
+        #[serde(default)]
+        mode: Option<u32>,
+    },
+    /// Describe one path without following a final symlink. Answered with [`Event::Stat`] or
+    /// [`Event::FileError`].
+    Stat {
+        /// The path: absolute inside the sandbox, or relative to `/workspace`.
+        path: String,
+    },
+    /// List a directory. Answered with [`Event::Listing`] or [`Event::FileError`].
+    List {
+        /// The directory: absolute inside the sandbox, or relative to `/workspace`.
+        path: String,
+        /// Levels to descend: 1 (also for 0) lists the directory's own entries; more than
+        /// [`MAX_LIST_DEPTH`] counts as that.
+        #[serde(default = "one")]
+        depth: u32,
+    },
+    /// Create a directory. Answered with [`Event::Done`] or [`Event::FileError`].
+    Mkdir {
+        /// The directory: absolute inside the sandbox, or relative to `/workspace`.
+        path: String,
+        /// Create missing parents too, and accept a directory that already exists.
+        #[serde(default)]
+        parents: bool,
+        /// Permission bits of the directories this creates (less the umask); default 0o755.
+        #[serde(default)]
+        mode: Option<u32>,
+    },
+    /// Rename a file or directory (`rename(2)`: both ends on one filesystem). Answered with
+    /// [`Event::Done`] or [`Event::FileError`].
+    Move {
+        /// What to move.
+        from: String,
+        /// Its new path.
+        to: String,
+        /// Replace what is at `to`; without it an existing `to` is an `already_exists` error.
+        #[serde(default)]
+        overwrite: bool,
+    },
+    /// Remove a file, symlink or directory; a symlink is removed itself, never what it points
+    /// to. Answered with [`Event::Done`] or [`Event::FileError`].
+    Remove {
+        /// The path: absolute inside the sandbox, or relative to `/workspace`.
+        path: String,
+        /// Remove a directory with everything in it; without it only an empty one.
+        #[serde(default)]
+        recursive: bool,
+    },
+}
+
+/// The most bytes one [`Op::ReadFile`] answers with: 4 MiB, about 5.6 MB of base64 on one line.
+pub const MAX_READ_BYTES: u64 = 4 << 20;
+
+/// The deepest an [`Op::List`] descends.
+pub const MAX_LIST_DEPTH: u32 = 20;
+
+/// The most entries one [`Event::Listing`] carries.
+pub const MAX_LIST_ENTRIES: usize = 10_000;
+
+fn one() -> u32 {
+    1
+}
+
+/// Encode file contents for [`Op::WriteFile`] the way [`Event::FileData`] carries them: standard
+/// base64 with padding (RFC 4648, section 4).
+pub fn encode_data(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decode file contents encoded as by [`encode_data`]; the error says what is wrong.
+pub fn decode_data(text: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("bad base64: {e}"))
 }
 
 /// One command to run.
@@ -115,13 +219,104 @@ pub enum Event {
     },
     /// A command ended.
     Exit(ExitInfo),
-    /// A `stdin`, `close_stdin`, `signal` or `kill` request was carried out.
+    /// A `stdin`, `close_stdin`, `signal` or `kill` request, or a file operation that answers
+    /// nothing else, was carried out.
     Done,
     /// The request could not be carried out.
     Error {
         /// What went wrong.
         message: String,
     },
+    /// Part of a file, answering [`Op::ReadFile`].
+    FileData {
+        /// The bytes read, in base64 ([`decode_data`]).
+        data: String,
+        /// The size of the whole file when it was read.
+        size: u64,
+        /// Whether the read reached the end of the file.
+        eof: bool,
+    },
+    /// One path, answering [`Op::Stat`].
+    Stat(FileInfo),
+    /// A directory's contents, answering [`Op::List`].
+    Listing {
+        /// Everything found, sorted by path component by component (a directory comes right
+        /// before its contents).
+        entries: Vec<FileInfo>,
+        /// Whether entries were left out beyond [`MAX_LIST_ENTRIES`].
+        truncated: bool,
+    },
+    /// A file operation failed.
+    FileError {
+        /// What kind of failure, for the caller to act on; `code` in JSON, since `kind` names
+        /// the event.
+        #[serde(rename = "code")]
+        kind: FileErrorKind,
+        /// What went wrong, naming the path.
+        message: String,
+    },
+}
+
+/// One file, directory or other entry, as [`Op::Stat`] and [`Op::List`] describe it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Its absolute path inside the sandbox as asked, with `.` and `..` removed lexically (which
+    /// may differ from where the kernel resolved it through a symlink).
+    pub path: String,
+    /// Its last path component (`/` for the root).
+    pub name: String,
+    /// What it is; `type` in JSON, since `kind` names the event.
+    #[serde(rename = "type")]
+    pub kind: FileKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Permission bits (`0o7777` at most).
+    pub mode: u32,
+    /// Last modification, in milliseconds since the Unix epoch.
+    pub modified_ms: i64,
+    /// Where a symlink points, as written in it.
+    pub symlink_target: Option<String>,
+}
+
+/// What kind of entry a [`FileInfo`] describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Directory,
+    /// A symbolic link (never followed by [`Op::Stat`] or [`Op::List`]).
+    Symlink,
+    /// A FIFO, socket or device node.
+    Other,
+}
+
+/// Why a file operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileErrorKind {
+    /// The path, or a directory on the way, does not exist (`ENOENT`).
+    NotFound,
+    /// The sandbox may not do this there, e.g. write outside `/workspace` and `/tmp`
+    /// (`EACCES`, `EPERM`, `EROFS`).
+    PermissionDenied,
+    /// Something is already there (`EEXIST`).
+    AlreadyExists,
+    /// A directory was needed (`ENOTDIR`).
+    NotADirectory,
+    /// A directory was not expected (`EISDIR`).
+    IsADirectory,
+    /// The directory is not empty (`ENOTEMPTY`).
+    NotEmpty,
+    /// Only regular files are read and written: not FIFOs, sockets or devices (`ENXIO` too).
+    NotARegularFile,
+    /// The path is empty, holds a NUL byte, is too long or loops through symlinks.
+    InvalidPath,
+    /// The file would grow beyond the sandbox's file size limit (`EFBIG`).
+    TooLarge,
+    /// Anything else; the message says what.
+    Other,
 }
 
 /// The end of one command.
@@ -151,4 +346,62 @@ pub struct ExitInfo {
     pub max_rss_bytes: u64,
     /// Why the command could not be started, if it could not (`exit_code` is then 127 or 126).
     pub spawn_error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn file_requests_fill_in_their_defaults() {
+        let read: Request = serde_json::from_value(json!({"id": 1, "op": "read_file", "path": "a"})).unwrap();
+        assert_eq!(read.op, Op::ReadFile { path: "a".into(), offset: 0, length: None });
+        let list: Request = serde_json::from_value(json!({"id": 2, "op": "list", "path": "/"})).unwrap();
+        assert_eq!(list.op, Op::List { path: "/".into(), depth: 1 });
+        let write: Request =
+            serde_json::from_value(json!({"id": 3, "op": "write_file", "path": "a", "data": ""})).unwrap();
+        assert_eq!(
+            write.op,
+            Op::WriteFile {
+                path: "a".into(),
+                data: String::new(),
+                offset: None,
+                append: false,
+                create_parents: false,
+                mode: None
+            }
+        );
+    }
+
+    #[test]
+    fn fields_named_kind_do_not_collide_with_the_event_tag() {
+        let error = Event::FileError { kind: FileErrorKind::NotARegularFile, message: "m".into() };
+        let text = serde_json::to_value(Response { id: 4, event: error.clone() }).unwrap();
+        assert_eq!(
+            text,
+            json!({"id": 4, "kind": "file_error", "code": "not_a_regular_file", "message": "m"})
+        );
+        assert_eq!(serde_json::from_value::<Response>(text).unwrap().event, error);
+        let info = FileInfo {
+            path: "/l".into(),
+            name: "l".into(),
+            kind: FileKind::Symlink,
+            size: 1,
+            mode: 0o777,
+            modified_ms: 5,
+            symlink_target: Some("/".into()),
+        };
+        let text = serde_json::to_value(Response { id: 5, event: Event::Stat(info.clone()) }).unwrap();
+        assert_eq!((&text["kind"], &text["type"]), (&json!("stat"), &json!("symlink")));
+        assert_eq!(serde_json::from_value::<Response>(text).unwrap().event, Event::Stat(info));
+    }
+
+    #[test]
+    fn file_data_is_standard_base64_with_padding() {
+        assert_eq!(encode_data(&[0xfb, 0xff]), "+/8=");
+        assert_eq!(decode_data("+/8=").unwrap(), [0xfb, 0xff]);
+        assert!(decode_data("-_8").is_err());
+    }
 }

@@ -21,6 +21,10 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Check what this host offers the sandbox and how to fix what is missing.
     Doctor(DoctorArgs),
+    /// Serve the REST API: long-lived sandboxes, commands, pools (settings in `[server]`).
+    Serve(ServeArgs),
+    /// Manage the server's API keys (in its data directory; the server need not run).
+    Keys(KeysArgs),
     /// Internal: start a long-lived sandbox from a spec file, its agent driven over stdin.
     #[command(hide = true)]
     Launch(LaunchArgs),
@@ -133,6 +137,62 @@ pub struct DoctorArgs {
     /// Print the checks as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Flags of `airlock serve`; each overrides `[server]` and its environment variable.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (default: $AIRLOCK_CONFIG, ~/.config/airlock/config.toml,
+    /// /etc/airlock/config.toml).
+    #[arg(short = 'c', long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// TCP port.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Directory of the store and the workspaces.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Pre-started sandboxes kept ready.
+    #[arg(long, value_name = "N")]
+    pub pool_size: Option<usize>,
+    /// Log line format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
+}
+
+/// `airlock keys`.
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    /// Configuration file, for `[server] data_dir`.
+    #[arg(short = 'c', long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory of the store (overrides the configuration).
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+/// Subcommands of `airlock keys`.
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Create a key and print its secret (shown only this once).
+    Create {
+        /// A name for people.
+        #[arg(long, default_value = "default")]
+        name: String,
+    },
+    /// List the keys (ids and names; secrets are not stored).
+    List,
+    /// Delete a key; its sandboxes stay, reachable by no key.
+    Delete {
+        /// The key's id (`key_...`).
+        id: String,
+    },
 }
 
 /// Flags of the internal `airlock launch`.

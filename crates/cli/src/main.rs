@@ -11,6 +11,7 @@ mod launch;
 mod report;
 mod request;
 mod run_cmd;
+mod serve;
 
 use clap::Parser;
 
@@ -21,6 +22,8 @@ fn main() {
     let code = match cli.command {
         Command::Run(args) => run_cmd::main(*args),
         Command::Doctor(args) => doctor::main(&args),
+        Command::Serve(args) => serve::main(&args),
+        Command::Keys(args) => serve::keys(&args),
         Command::Launch(args) => launch::main(&args),
         Command::Agent => launch::agent(),
         Command::AgentRun(args) => airlock_agent::runner::main(

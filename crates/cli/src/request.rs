@@ -248,7 +248,21 @@ fn apply_flags(r: &mut Resolved, a: &RunArgs) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn cgroup_preference(v: CgroupsVersion) -> CgroupPreference {
+/// The engine's protections for the `[platform.linux]` settings.
+pub fn protections(platform: &config::resolve::ResolvedPlatform, cgroup: CgroupPreference) -> Protections {
+    Protections {
+        seccomp: platform.enable_seccomp,
+        landlock: match platform.landlock {
+            config::LandlockMode::Off => LandlockMode::Off,
+            config::LandlockMode::IfSupported => LandlockMode::IfSupported,
+            config::LandlockMode::Required => LandlockMode::Required,
+        },
+        cgroup,
+    }
+}
+
+/// The engine's cgroup preference for `cgroups_version`.
+pub fn cgroup_preference(v: CgroupsVersion) -> CgroupPreference {
     match v {
         CgroupsVersion::Auto => CgroupPreference::Auto,
         CgroupsVersion::V1 => CgroupPreference::V1,
@@ -323,15 +337,7 @@ fn build_spec(
             max_open_files: r.max_open_files,
             tmp_size_bytes: r.tmp_size_bytes.unwrap_or(64 << 20),
         },
-        protections: Protections {
-            seccomp: r.platform.enable_seccomp,
-            landlock: match r.platform.landlock {
-                config::LandlockMode::Off => LandlockMode::Off,
-                config::LandlockMode::IfSupported => LandlockMode::IfSupported,
-                config::LandlockMode::Required => LandlockMode::Required,
-            },
-            cgroup,
-        },
+        protections: protections(&r.platform, cgroup),
         identity: HostIdentity::for_caller(std::process::id()),
         stdin,
         hostname: "airlock".into(),

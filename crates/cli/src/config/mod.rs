@@ -26,8 +26,9 @@ mod error;
 mod limits;
 pub mod locate;
 pub mod quantity;
-mod resolve;
+pub mod resolve;
 pub mod schema;
+pub mod server;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -40,6 +41,7 @@ pub use limits::Field;
 pub use locate::{locate, CONFIG_ENV};
 pub use resolve::Resolved;
 pub use schema::{CgroupsVersion, Config, LandlockMode};
+pub use server::{LogFormat, ServerSettings};
 
 /// Largest configuration file read, so that `--config /dev/zero` fails instead of filling
 /// memory.

@@ -177,7 +177,7 @@ fn quantity_error(field: Field, name: &str, q: &Quantity, problem: QuantityProbl
 }
 
 /// Parse and range-check a size or CPU quantity.
-fn quantity(field: Field, name: &str, q: &Quantity) -> Result<u64, ConfigError> {
+pub(super) fn quantity(field: Field, name: &str, q: &Quantity) -> Result<u64, ConfigError> {
     let parsed = match field {
         Field::Cpu => q.to_cpu_millis(),
         _ => q.to_bytes(),
@@ -377,7 +377,8 @@ impl Config {
         }
         let mut scratch = Resolved::default();
         apply_platform(&mut scratch, &self.platform.linux);
-        apply_security(&mut scratch, &self.security)
+        apply_security(&mut scratch, &self.security)?;
+        super::server::validate(&self.server)
     }
 
     /// Layer the built-in defaults, this file's `[defaults]` and, when `profile` is given,

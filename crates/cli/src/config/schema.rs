@@ -33,6 +33,9 @@ pub struct Config {
     /// ignored.
     #[serde(default)]
     pub monitoring: Option<toml::Table>,
+    /// `[server]`: settings of `airlock serve`.
+    #[serde(default)]
+    pub server: super::server::ServerSection,
 }
 
 /// `[defaults]`.

@@ -1,6 +1,8 @@
 //! Shared helpers: run the real `airlock` binary and parse its JSON result.
 #![allow(dead_code)]
 
+pub mod agent_sandbox;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};

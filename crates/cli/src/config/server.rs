@@ -1,0 +1,296 @@
+//! `[server]`: the settings of `airlock serve`, layered as built-in defaults, then the file,
+//! then `AIRLOCK_*` environment variables (and `PORT`), then command-line flags.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::limits::Field;
+use super::resolve::quantity;
+use super::schema::{Config, Quantity, Resources};
+use super::ConfigError;
+
+/// `[server]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to listen on.
+    pub address: Option<String>,
+    /// TCP port.
+    pub port: Option<u16>,
+    /// Directory of the store and the workspaces.
+    pub data_dir: Option<PathBuf>,
+    /// Pre-started sandboxes kept ready.
+    pub pool_size: Option<u64>,
+    /// Time to live of a sandbox created without one, in seconds; 0 for none.
+    pub default_ttl_seconds: Option<u64>,
+    /// Longest time to live allowed, in seconds; 0 for no maximum.
+    pub max_ttl_seconds: Option<u64>,
+    /// Sandboxes that may exist at once.
+    pub max_sandboxes: Option<u64>,
+    /// Commands that may run at once.
+    pub max_concurrent_commands: Option<u64>,
+    /// Output kept per command (and the largest cap a request may ask for).
+    pub max_command_output_bytes: Option<Quantity>,
+    /// `text` or `json` log lines.
+    pub log_format: Option<LogFormat>,
+    /// `[server.max_limits]`: the most a sandbox may ask for.
+    #[serde(default)]
+    pub max_limits: Resources,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The most a sandbox may ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxLimits {
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+    /// CPU millicores; none for no maximum.
+    pub cpu_millis: Option<u64>,
+    /// Processes.
+    pub max_pids: u64,
+    /// Open files per process.
+    pub max_open_files: u64,
+    /// File size; none for no maximum.
+    pub max_file_bytes: Option<u64>,
+    /// `/tmp` size.
+    pub tmp_size_bytes: u64,
+}
+
+/// `[server]` with every default filled in and every value checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub address: IpAddr,
+    /// TCP port.
+    pub port: u16,
+    /// Directory of the store and the workspaces; none for the per-user default.
+    pub data_dir: Option<PathBuf>,
+    /// Pre-started sandboxes.
+    pub pool_size: usize,
+    /// Default time to live in seconds; none for no expiry.
+    pub default_ttl_seconds: Option<u64>,
+    /// Maximum time to live in seconds; none for no maximum.
+    pub max_ttl_seconds: Option<u64>,
+    /// Sandboxes at once.
+    pub max_sandboxes: usize,
+    /// Commands at once.
+    pub max_concurrent_commands: usize,
+    /// Output kept per command.
+    pub max_command_output_bytes: u64,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// The most a sandbox may ask for.
+    pub max_limits: MaxLimits,
+}
+
+/// Environment variables that override `[server]`, with the key each one sets.
+pub const ENV_OVERRIDES: &[(&str, &str)] = &[
+    ("AIRLOCK_ADDRESS", "address"),
+    ("AIRLOCK_PORT", "port"),
+    ("PORT", "port"),
+    ("AIRLOCK_DATA_DIR", "data_dir"),
+    ("AIRLOCK_POOL_SIZE", "pool_size"),
+    ("AIRLOCK_DEFAULT_TTL_SECONDS", "default_ttl_seconds"),
+    ("AIRLOCK_MAX_TTL_SECONDS", "max_ttl_seconds"),
+    ("AIRLOCK_MAX_SANDBOXES", "max_sandboxes"),
+    ("AIRLOCK_MAX_CONCURRENT_COMMANDS", "max_concurrent_commands"),
+    ("AIRLOCK_MAX_COMMAND_OUTPUT_BYTES", "max_command_output_bytes"),
+    ("AIRLOCK_LOG_FORMAT", "log_format"),
+];
+
+fn invalid(field: &str, value: &str, reason: &str, expected: &str) -> ConfigError {
+    ConfigError::InvalidValue {
+        field: field.to_owned(),
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+        expected: expected.to_owned(),
+    }
+}
+
+fn count(field: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        let expected = format!("{} to {}", range.start(), range.end());
+        Err(invalid(field, &value.to_string(), "out of range", &expected))
+    }
+}
+
+impl Config {
+    /// Resolve `[server]` over the built-in defaults, then apply `env` (a lookup of
+    /// environment variables, see [`ENV_OVERRIDES`]).
+    pub fn server_settings(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<ServerSettings, ConfigError> {
+        let mut s = Config::builtin().server.clone();
+        let file = &self.server;
+        macro_rules! over {
+            ($($f:ident),*) => { $( if file.$f.is_some() { s.$f = file.$f.clone(); } )* };
+        }
+        over!(
+            address,
+            port,
+            data_dir,
+            pool_size,
+            default_ttl_seconds,
+            max_ttl_seconds,
+            max_sandboxes,
+            max_concurrent_commands,
+            max_command_output_bytes,
+            log_format
+        );
+        merge_resources(&mut s.max_limits, &file.max_limits);
+        for (var, key) in ENV_OVERRIDES {
+            let Some(value) = env(var) else { continue };
+            let number = || {
+                value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| invalid(var, &value, "not a whole number", "a number"))
+            };
+            match *key {
+                "address" => s.address = Some(value.clone()),
+                "port" => {
+                    s.port = Some(
+                        u16::try_from(number()?)
+                            .map_err(|_| invalid(var, &value, "out of range", "1 to 65535"))?,
+                    )
+                }
+                "data_dir" => s.data_dir = Some(PathBuf::from(&value)),
+                "pool_size" => s.pool_size = Some(number()?),
+                "default_ttl_seconds" => s.default_ttl_seconds = Some(number()?),
+                "max_ttl_seconds" => s.max_ttl_seconds = Some(number()?),
+                "max_sandboxes" => s.max_sandboxes = Some(number()?),
+                "max_concurrent_commands" => s.max_concurrent_commands = Some(number()?),
+                "max_command_output_bytes" => {
+                    s.max_command_output_bytes = Some(Quantity::Text(value.clone()))
+                }
+                "log_format" => {
+                    s.log_format = Some(match value.trim() {
+                        "text" => LogFormat::Text,
+                        "json" => LogFormat::Json,
+                        _ => return Err(invalid(var, &value, "not a log format", "text or json")),
+                    })
+                }
+                _ => {}
+            }
+        }
+        settle(&s)
+    }
+}
+
+/// Check a file's `[server]` on its own, as loading does for every section.
+pub(super) fn validate(section: &ServerSection) -> Result<(), ConfigError> {
+    settle(section).map(|_| ())
+}
+
+fn merge_resources(base: &mut Resources, over: &Resources) {
+    macro_rules! over {
+        ($($f:ident),*) => { $( if over.$f.is_some() { base.$f = over.$f.clone(); } )* };
+    }
+    over!(memory_bytes, cpu, max_pids, max_file_bytes, max_open_files, tmp_size_bytes);
+}
+
+fn settle(s: &ServerSection) -> Result<ServerSettings, ConfigError> {
+    let address_text = s.address.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+    let address = address_text.parse::<IpAddr>().map_err(|_| {
+        invalid("server.address", &address_text, "not an IP address", "e.g. 127.0.0.1 or 0.0.0.0")
+    })?;
+    let port = s.port.unwrap_or(8080);
+    if port == 0 {
+        return Err(invalid("server.port", "0", "out of range", "1 to 65535"));
+    }
+    let positive = |v: Option<u64>| v.filter(|&n| n > 0);
+    let max = &s.max_limits;
+    let size = |field: Field, name: &str, q: Option<&Quantity>, default: u64| -> Result<u64, ConfigError> {
+        q.map_or(Ok(default), |q| quantity(field, &format!("server.max_limits.{name}"), q))
+    };
+    let max_limits = MaxLimits {
+        memory_bytes: size(Field::MemoryBytes, "memory_bytes", max.memory_bytes.as_ref(), 4 << 30)?,
+        cpu_millis: max.cpu.as_ref().map(|q| quantity(Field::Cpu, "server.max_limits.cpu", q)).transpose()?,
+        max_pids: count("server.max_limits.max_pids", max.max_pids.unwrap_or(1024), 1..=4_194_304)?,
+        max_open_files: count(
+            "server.max_limits.max_open_files",
+            max.max_open_files.unwrap_or(4096),
+            8..=1_048_576,
+        )?,
+        max_file_bytes: max
+            .max_file_bytes
+            .as_ref()
+            .map(|q| quantity(Field::MaxFileBytes, "server.max_limits.max_file_bytes", q))
+            .transpose()?,
+        tmp_size_bytes: size(Field::TmpSizeBytes, "tmp_size_bytes", max.tmp_size_bytes.as_ref(), 1 << 30)?,
+    };
+    Ok(ServerSettings {
+        address,
+        port,
+        data_dir: s.data_dir.clone(),
+        pool_size: count("server.pool_size", s.pool_size.unwrap_or(0), 0..=1000)? as usize,
+        default_ttl_seconds: positive(s.default_ttl_seconds),
+        max_ttl_seconds: positive(s.max_ttl_seconds),
+        max_sandboxes: count("server.max_sandboxes", s.max_sandboxes.unwrap_or(500), 1..=100_000)? as usize,
+        max_concurrent_commands: count(
+            "server.max_concurrent_commands",
+            s.max_concurrent_commands.unwrap_or(256),
+            1..=100_000,
+        )? as usize,
+        max_command_output_bytes: s.max_command_output_bytes.as_ref().map_or(Ok(16 << 20), |q| {
+            quantity(Field::MaxOutputBytes, "server.max_command_output_bytes", q)
+        })?,
+        log_format: s.log_format.unwrap_or_default(),
+        max_limits,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(toml: &str, env: &[(&str, &str)]) -> Result<ServerSettings, ConfigError> {
+        let config = Config::from_toml(toml, std::path::Path::new("test.toml"))?;
+        let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned());
+        config.server_settings(&lookup)
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        let s = settings("", &[]).unwrap();
+        assert_eq!((s.address.to_string(), s.port), ("127.0.0.1".to_owned(), 8080));
+        let s = settings("[server]\nport = 9000\npool_size = 3\n", &[]).unwrap();
+        assert_eq!((s.port, s.pool_size), (9000, 3));
+        let s = settings("[server]\nport = 9000\n", &[("PORT", "9100"), ("AIRLOCK_POOL_SIZE", "2")]).unwrap();
+        assert_eq!((s.port, s.pool_size), (9100, 2));
+        let s = settings("", &[("AIRLOCK_PORT", "9200"), ("PORT", "9300")]).unwrap();
+        assert_eq!(s.port, 9300, "PORT, the platform convention, is applied last");
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let e = settings("[server]\naddress = \"localhost:1\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("server.address"), "{e}");
+        let e = settings("", &[("AIRLOCK_MAX_SANDBOXES", "many")]).unwrap_err();
+        assert!(e.to_string().contains("AIRLOCK_MAX_SANDBOXES"), "{e}");
+        let e = settings("[server.max_limits]\nmemory_bytes = \"1K\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("server.max_limits.memory_bytes"), "{e}");
+        assert!(settings("[server]\nbogus = 1\n", &[]).is_err());
+    }
+
+    #[test]
+    fn zero_ttls_mean_none() {
+        let s = settings("[server]\ndefault_ttl_seconds = 0\nmax_ttl_seconds = 0\n", &[]).unwrap();
+        assert_eq!((s.default_ttl_seconds, s.max_ttl_seconds), (None, None));
+    }
+}

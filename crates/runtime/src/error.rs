@@ -1,0 +1,205 @@
+//! The runtime's errors. Each has a stable code, a message naming what was wrong and a hint;
+//! [`ErrorClass`] tells a front door which family it belongs to (the HTTP server turns it into
+//! a status code) without the runtime knowing anything of HTTP.
+
+use thiserror::Error;
+
+use crate::model::SandboxState;
+
+/// The family of an error, for front doors to map (400, 404, 409, 429, 503, 500 over HTTP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The request itself is wrong.
+    Invalid,
+    /// What it names does not exist (or belongs to someone else).
+    NotFound,
+    /// It conflicts with the current state.
+    Conflict,
+    /// A limit on sandboxes or commands is reached; try later.
+    LimitReached,
+    /// A dependency (the sandbox's agent) is not answering.
+    Unavailable,
+    /// Something broke on the server's side.
+    Internal,
+}
+
+/// Everything the runtime can fail with.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// A field of a request is out of range or malformed.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The field, as the API names it.
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No sandbox with this id is visible to the caller.
+    #[error("no sandbox {id}")]
+    SandboxNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// No command with this id in the sandbox.
+    #[error("no command {id} in sandbox {sandbox_id}")]
+    CommandNotFound {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The command id asked for.
+        id: String,
+    },
+    /// The sandbox is in a state that does not allow the action.
+    #[error("sandbox {id} is {state}; cannot {action}", state = state.as_str())]
+    WrongState {
+        /// The sandbox.
+        id: String,
+        /// Its state.
+        state: SandboxState,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// The command has already ended.
+    #[error("command {id} is not running; cannot {action}")]
+    CommandEnded {
+        /// The command.
+        id: String,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// As many sandboxes as the server allows exist.
+    #[error("the server already has {max} sandboxes, its maximum")]
+    SandboxLimit {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// As many commands as the server allows are running.
+    #[error("{max} commands are already running, the server's maximum")]
+    CommandLimit {
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The engine could not start the sandbox.
+    #[error("sandbox {id} could not start: {message}")]
+    StartFailed {
+        /// The sandbox.
+        id: String,
+        /// The engine's error code (E-codes of `airlock run`), when it gave one.
+        engine_code: Option<String>,
+        /// What went wrong.
+        message: String,
+        /// The engine's hint.
+        hint: Option<String>,
+    },
+    /// The sandbox's agent stopped answering.
+    #[error("the agent of sandbox {id} is not answering: {reason}")]
+    AgentUnavailable {
+        /// The sandbox.
+        id: String,
+        /// Why it is considered gone.
+        reason: String,
+    },
+    /// The agent refused or failed a request.
+    #[error("sandbox {id}: {message}")]
+    AgentRefused {
+        /// The sandbox.
+        id: String,
+        /// The agent's message.
+        message: String,
+    },
+    /// The SQLite store failed.
+    #[error("store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// A file or process operation on the host failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        what: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl RuntimeError {
+    /// The stable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RuntimeError::Invalid { .. } => "INVALID_ARGUMENT",
+            RuntimeError::SandboxNotFound { .. } => "SANDBOX_NOT_FOUND",
+            RuntimeError::CommandNotFound { .. } => "COMMAND_NOT_FOUND",
+            RuntimeError::WrongState { .. } => "SANDBOX_STATE_CONFLICT",
+            RuntimeError::CommandEnded { .. } => "COMMAND_NOT_RUNNING",
+            RuntimeError::SandboxLimit { .. } => "SANDBOX_LIMIT_REACHED",
+            RuntimeError::CommandLimit { .. } => "COMMAND_LIMIT_REACHED",
+            RuntimeError::StartFailed { .. } => "SANDBOX_START_FAILED",
+            RuntimeError::AgentUnavailable { .. } => "AGENT_UNAVAILABLE",
+            RuntimeError::AgentRefused { .. } => "AGENT_REFUSED",
+            RuntimeError::Store(_) => "STORE_FAILED",
+            RuntimeError::Io { .. } => "HOST_IO_FAILED",
+        }
+    }
+
+    /// The family, for front doors.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            RuntimeError::Invalid { .. } | RuntimeError::AgentRefused { .. } => ErrorClass::Invalid,
+            RuntimeError::SandboxNotFound { .. } | RuntimeError::CommandNotFound { .. } => {
+                ErrorClass::NotFound
+            }
+            RuntimeError::WrongState { .. } | RuntimeError::CommandEnded { .. } => ErrorClass::Conflict,
+            RuntimeError::SandboxLimit { .. } | RuntimeError::CommandLimit { .. } => ErrorClass::LimitReached,
+            RuntimeError::AgentUnavailable { .. } => ErrorClass::Unavailable,
+            RuntimeError::StartFailed { .. } | RuntimeError::Store(_) | RuntimeError::Io { .. } => {
+                ErrorClass::Internal
+            }
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            RuntimeError::Invalid { field, .. } => format!("fix `{field}` and send the request again"),
+            RuntimeError::SandboxNotFound { .. } => {
+                "list your sandboxes with GET /v1/sandboxes; a sandbox is only visible to the key that \
+                 created it"
+                    .to_owned()
+            }
+            RuntimeError::CommandNotFound { .. } => {
+                "list the sandbox's commands with GET /v1/sandboxes/{id}/commands".to_owned()
+            }
+            RuntimeError::WrongState { state, .. } => match state {
+                SandboxState::Paused => "resume it first: POST /v1/sandboxes/{id}/resume".to_owned(),
+                SandboxState::Pending | SandboxState::Stopping => "wait a moment and try again".to_owned(),
+                _ => "create a new sandbox".to_owned(),
+            },
+            RuntimeError::CommandEnded { .. } => {
+                "read its outcome with GET /v1/sandboxes/{id}/commands/{command_id}".to_owned()
+            }
+            RuntimeError::SandboxLimit { .. } => {
+                "delete sandboxes you no longer need, or raise `max_sandboxes` in [server]".to_owned()
+            }
+            RuntimeError::CommandLimit { .. } => {
+                "retry when running commands end, or raise `max_concurrent_commands` in [server]".to_owned()
+            }
+            RuntimeError::StartFailed { hint, .. } => hint
+                .clone()
+                .unwrap_or_else(|| "run `airlock doctor` on the server to see what is missing".to_owned()),
+            RuntimeError::AgentUnavailable { .. } => {
+                "the sandbox may have run out of memory or been stopped; get its state, then resume or \
+                 recreate it"
+                    .to_owned()
+            }
+            RuntimeError::AgentRefused { .. } => "check the request's paths and values".to_owned(),
+            RuntimeError::Store(_) => {
+                "check that the data directory is writable and its disk is not full".to_owned()
+            }
+            RuntimeError::Io { .. } => {
+                "check the data directory's permissions and free space; the server log has details".to_owned()
+            }
+        }
+    }
+
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> RuntimeError {
+        RuntimeError::Io { what: what.into(), source }
+    }
+}

@@ -1,0 +1,25 @@
+//! The Airlock runtime: long-lived sandboxes on the engine, each with the agent as its payload,
+//! the commands that run in them, and the SQLite store that keeps their records across restarts.
+//! It is async (tokio) and knows nothing of HTTP; front doors turn requests into its typed
+//! values ([`NewSandbox`], [`CommandSpec`]) and its [`RuntimeError`]s into responses.
+#![forbid(unsafe_code)]
+
+mod agent_conn;
+mod command;
+mod config;
+mod error;
+pub mod keys;
+mod launch;
+mod model;
+mod runtime;
+mod store;
+
+pub use command::{CommandEvent, CommandHandle, Logs};
+pub use config::RuntimeConfig;
+pub use error::{ErrorClass, RuntimeError};
+pub use model::{
+    now_ms, CommandRecord, CommandSpec, CommandStatus, CommandUsage, NewSandbox, Page, SandboxFilter,
+    SandboxLimits, SandboxRecord, SandboxState, Status,
+};
+pub use runtime::{Runtime, RuntimeStats};
+pub use store::{Store, StoredKey};

@@ -1,0 +1,660 @@
+//! The runtime: every sandbox the server knows, their lifecycle (create, pause, resume, delete,
+//! expiry) and the commands that run in them. Each sandbox's lifecycle changes are serialised by
+//! its own lock, so a pause and a delete never interleave.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_agent::protocol::{Event, Op, StartRequest};
+use tokio::sync::{watch, Semaphore};
+
+use crate::agent_conn::AgentConn;
+use crate::command::{follow, CommandHandle};
+use crate::config::RuntimeConfig;
+use crate::error::RuntimeError;
+use crate::launch::{self, LaunchContext, LaunchEnd};
+use crate::model::{
+    now_ms, CommandRecord, CommandSpec, CommandStatus, CommandUsage, NewSandbox, Page, SandboxFilter,
+    SandboxLimits, SandboxRecord, SandboxState, Status,
+};
+use crate::store::Store;
+
+/// How long a stopping sandbox may take to end by itself before its launcher is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Finished commands kept in memory per sandbox for logs and streams; older ones are only in
+/// the store (their record, not their output).
+const KEPT_FINISHED_COMMANDS: usize = 100;
+
+/// The running part of a sandbox.
+struct Live {
+    conn: Arc<AgentConn>,
+    ended: watch::Receiver<Option<LaunchEnd>>,
+    launcher_pid: Option<u32>,
+    /// Set before the runtime stops the sandbox, so its end is not taken for a failure.
+    stopping: Arc<AtomicBool>,
+}
+
+struct Sandbox {
+    record: Mutex<SandboxRecord>,
+    lifecycle: tokio::sync::Mutex<()>,
+    live: Mutex<Option<Live>>,
+    commands: Mutex<Vec<Arc<CommandHandle>>>,
+}
+
+impl Sandbox {
+    fn record(&self) -> SandboxRecord {
+        self.record.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn state(&self) -> SandboxState {
+        self.record.lock().unwrap_or_else(|e| e.into_inner()).status.state
+    }
+
+    fn conn(&self) -> Option<Arc<AgentConn>> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| Arc::clone(&l.conn))
+    }
+}
+
+struct Inner {
+    config: RuntimeConfig,
+    store: Arc<Mutex<Store>>,
+    sandboxes: Mutex<BTreeMap<String, Arc<Sandbox>>>,
+    command_slots: Arc<Semaphore>,
+}
+
+/// Counts for metrics and health.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Sandboxes by state.
+    pub sandboxes: Vec<(SandboxState, usize)>,
+    /// Commands running now.
+    pub running_commands: usize,
+    /// Pre-started sandboxes ready to be claimed.
+    pub pool_ready: usize,
+}
+
+/// The runtime. Cheap to clone; every clone is the same runtime.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// Open the data directory, recover what a previous server left (running sandboxes become
+    /// paused, half-deleted ones are finished), and start the expiry reaper.
+    pub async fn open(config: RuntimeConfig) -> Result<Runtime, RuntimeError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let sandboxes_dir = config.data_dir.join("sandboxes");
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&sandboxes_dir)
+            .map_err(|e| RuntimeError::io(format!("create {}", sandboxes_dir.display()), e))?;
+        let store = Store::open(&config.data_dir.join("airlock.db"))?;
+        let lost = store.lose_running_commands("the server stopped before the command ended")?;
+        let mut sandboxes = BTreeMap::new();
+        for mut record in store.sandboxes()? {
+            match record.status.state {
+                SandboxState::Pending | SandboxState::Running => {
+                    record.status = Status::now(
+                        SandboxState::Paused,
+                        "server_restarted",
+                        "the server restarted; resume the sandbox to start a fresh agent on its workspace",
+                    );
+                    store.save_sandbox(&record)?;
+                }
+                SandboxState::Stopping => {
+                    remove_sandbox_dir(&config, &record.id);
+                    record.status = Status::now(SandboxState::Terminated, "deleted", "deleted");
+                    store.save_sandbox(&record)?;
+                }
+                _ => {}
+            }
+            let sandbox = Sandbox {
+                record: Mutex::new(record.clone()),
+                lifecycle: tokio::sync::Mutex::new(()),
+                live: Mutex::new(None),
+                commands: Mutex::new(Vec::new()),
+            };
+            sandboxes.insert(record.id, Arc::new(sandbox));
+        }
+        if lost > 0 {
+            tracing::info!(lost, "commands of the previous server marked lost");
+        }
+        let runtime = Runtime {
+            inner: Arc::new(Inner {
+                command_slots: Arc::new(Semaphore::new(config.max_concurrent_commands)),
+                config,
+                store: Arc::new(Mutex::new(store)),
+                sandboxes: Mutex::new(sandboxes),
+            }),
+        };
+        runtime.spawn_reaper();
+        Ok(runtime)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Run `f` on the store.
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        f(&self.inner.store.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn save(&self, record: &SandboxRecord) {
+        if let Err(e) = self.with_store(|s| s.save_sandbox(record)) {
+            tracing::error!(sandbox = %record.id, error = %e, "cannot store a sandbox record");
+        }
+    }
+
+    fn transition(&self, sandbox: &Sandbox, status: Status) -> SandboxRecord {
+        let record = {
+            let mut record = sandbox.record.lock().unwrap_or_else(|e| e.into_inner());
+            tracing::info!(sandbox = %record.id, from = record.status.state.as_str(),
+                           to = status.state.as_str(), reason = %status.reason, "sandbox state");
+            record.status = status;
+            record.clone()
+        };
+        self.save(&record);
+        record
+    }
+
+    fn find(&self, owner: Option<&str>, id: &str) -> Result<Arc<Sandbox>, RuntimeError> {
+        let sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        match sandboxes.get(id) {
+            Some(s) if s.record.lock().unwrap_or_else(|e| e.into_inner()).owner.as_deref() == owner => {
+                Ok(Arc::clone(s))
+            }
+            _ => Err(RuntimeError::SandboxNotFound { id: id.to_owned() }),
+        }
+    }
+
+    fn check_limits(&self, limits: &SandboxLimits) -> Result<(), RuntimeError> {
+        let max = &self.inner.config.max_limits;
+        let over = |field: &str, value: u64, most: u64| -> Result<(), RuntimeError> {
+            if value > most {
+                return Err(RuntimeError::Invalid {
+                    field: format!("limits.{field}"),
+                    reason: format!("{value} is above the server's maximum of {most}"),
+                });
+            }
+            Ok(())
+        };
+        over("memory_bytes", limits.memory_bytes, max.memory_bytes)?;
+        over("max_pids", limits.max_pids, max.max_pids)?;
+        over("max_open_files", limits.max_open_files, max.max_open_files)?;
+        over("tmp_size_bytes", limits.tmp_size_bytes, max.tmp_size_bytes)?;
+        if let (Some(value), Some(most)) = (limits.cpu_millis, max.cpu_millis) {
+            over("cpu_millis", value, most)?;
+        }
+        if let (Some(value), Some(most)) = (limits.max_file_bytes, max.max_file_bytes) {
+            over("max_file_bytes", value, most)?;
+        }
+        Ok(())
+    }
+
+    fn expiry(&self, ttl: Option<Duration>) -> Result<Option<i64>, RuntimeError> {
+        let config = &self.inner.config;
+        let ttl = ttl.or(config.default_ttl);
+        match (ttl, config.max_ttl) {
+            (None, Some(max)) => Err(RuntimeError::Invalid {
+                field: "ttl_seconds".to_owned(),
+                reason: format!("this server requires a time to live of at most {}s", max.as_secs()),
+            }),
+            (Some(ttl), Some(max)) if ttl > max => Err(RuntimeError::Invalid {
+                field: "ttl_seconds".to_owned(),
+                reason: format!("{}s is above the server's maximum of {}s", ttl.as_secs(), max.as_secs()),
+            }),
+            (ttl, _) => Ok(ttl.map(|t| now_ms() + t.as_millis() as i64)),
+        }
+    }
+
+    /// Create a sandbox for `owner` and wait until its agent answers.
+    pub async fn create(&self, owner: Option<&str>, new: NewSandbox) -> Result<SandboxRecord, RuntimeError> {
+        self.check_limits(&new.limits)?;
+        let expires_ms = self.expiry(new.ttl)?;
+        let id = format!("sbx_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
+        let sandbox = {
+            let mut sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+            let live = sandboxes.values().filter(|s| !s.state().is_final()).count();
+            if live >= self.inner.config.max_sandboxes {
+                return Err(RuntimeError::SandboxLimit { max: self.inner.config.max_sandboxes });
+            }
+            let slot = self.with_store(|s| s.reserve_slot(&id))?;
+            let record = SandboxRecord {
+                id: id.clone(),
+                owner: owner.map(str::to_owned),
+                status: Status::now(SandboxState::Pending, "created", "starting"),
+                created_ms: now_ms(),
+                expires_ms,
+                limits: new.limits,
+                env: new.env,
+                metadata: new.metadata,
+                workdir: new.workdir,
+                slot,
+            };
+            self.save(&record);
+            let sandbox = Arc::new(Sandbox {
+                record: Mutex::new(record),
+                lifecycle: tokio::sync::Mutex::new(()),
+                live: Mutex::new(None),
+                commands: Mutex::new(Vec::new()),
+            });
+            sandboxes.insert(id, Arc::clone(&sandbox));
+            sandbox
+        };
+        let _lifecycle = sandbox.lifecycle.lock().await;
+        self.start(&sandbox, "started").await
+    }
+
+    /// Launch the sandbox's agent; the caller holds its lifecycle lock.
+    async fn start(&self, sandbox: &Arc<Sandbox>, reason: &str) -> Result<SandboxRecord, RuntimeError> {
+        let record = sandbox.record();
+        let config = &self.inner.config;
+        let ctx = LaunchContext {
+            data_dir: &config.data_dir,
+            airlock_exe: &config.airlock_exe,
+            protections: &config.protections,
+        };
+        match launch::launch(&record, &ctx).await {
+            Ok(launched) => {
+                let stopping = Arc::new(AtomicBool::new(false));
+                let live = Live {
+                    conn: launched.conn,
+                    ended: launched.ended.clone(),
+                    launcher_pid: launched.launcher_pid,
+                    stopping: Arc::clone(&stopping),
+                };
+                *sandbox.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(live);
+                self.watch_end(sandbox, launched.ended, stopping);
+                Ok(self.transition(sandbox, Status::now(SandboxState::Running, reason, "running")))
+            }
+            Err(e) => {
+                self.transition(sandbox, Status::now(SandboxState::Failed, "start_failed", e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    /// When a sandbox ends without being asked to (its agent died), mark it failed.
+    fn watch_end(
+        &self,
+        sandbox: &Arc<Sandbox>,
+        mut ended: watch::Receiver<Option<LaunchEnd>>,
+        stopping: Arc<AtomicBool>,
+    ) {
+        let (runtime, sandbox) = (self.clone(), Arc::clone(sandbox));
+        tokio::spawn(async move {
+            let end = ended.wait_for(Option::is_some).await.ok().and_then(|e| e.clone());
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let _lifecycle = sandbox.lifecycle.lock().await;
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            sandbox.live.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let message = end.map(|e| e.message).unwrap_or_else(|| "the sandbox ended".to_owned());
+            runtime.transition(&sandbox, Status::now(SandboxState::Failed, "sandbox_exited", message));
+        });
+    }
+
+    /// Stop the sandbox's processes, if any run; the caller holds its lifecycle lock.
+    async fn stop_live(&self, sandbox: &Sandbox) {
+        let live = sandbox.live.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(mut live) = live else { return };
+        live.stopping.store(true, Ordering::SeqCst);
+        live.conn.hang_up().await;
+        let ended = tokio::time::timeout(STOP_GRACE, live.ended.wait_for(Option::is_some)).await.is_ok();
+        if !ended {
+            tracing::warn!(sandbox = %sandbox.record().id, "sandbox did not end when hung up on; killing it");
+            launch::kill_launcher(live.launcher_pid);
+            let _ = tokio::time::timeout(STOP_GRACE, live.ended.wait_for(Option::is_some)).await;
+        }
+    }
+
+    /// The record of a sandbox.
+    pub fn get(&self, owner: Option<&str>, id: &str) -> Result<SandboxRecord, RuntimeError> {
+        Ok(self.find(owner, id)?.record())
+    }
+
+    /// The owner's sandboxes that pass `filter`, oldest first.
+    pub fn list(&self, owner: Option<&str>, filter: &SandboxFilter) -> Page<SandboxRecord> {
+        let sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut records: Vec<SandboxRecord> = sandboxes
+            .values()
+            .map(|s| s.record())
+            .filter(|r| r.owner.as_deref() == owner)
+            .filter(|r| filter.states.is_empty() || filter.states.contains(&r.status.state))
+            .filter(|r| filter.metadata.iter().all(|(k, v)| r.metadata.get(k) == Some(v)))
+            .collect();
+        records.sort_by_key(|r| r.slot);
+        if let Some(after) = &filter.after {
+            let slot = records.iter().find(|r| &r.id == after).map(|r| r.slot).unwrap_or(u32::MAX);
+            records.retain(|r| r.slot > slot);
+        }
+        let next = (records.len() > filter.limit).then(|| records[filter.limit - 1].id.clone());
+        records.truncate(filter.limit);
+        Page { items: records, next }
+    }
+
+    /// Stop every process of a running sandbox and keep its workspace.
+    pub async fn pause(&self, owner: Option<&str>, id: &str) -> Result<SandboxRecord, RuntimeError> {
+        let sandbox = self.find(owner, id)?;
+        let _lifecycle = sandbox.lifecycle.lock().await;
+        let state = sandbox.state();
+        if state != SandboxState::Running {
+            return Err(RuntimeError::WrongState { id: id.to_owned(), state, action: "pause" });
+        }
+        self.stop_live(&sandbox).await;
+        Ok(self.transition(&sandbox, Status::now(SandboxState::Paused, "paused", "paused on request")))
+    }
+
+    /// Start a fresh agent on a paused sandbox's workspace.
+    pub async fn resume(&self, owner: Option<&str>, id: &str) -> Result<SandboxRecord, RuntimeError> {
+        let sandbox = self.find(owner, id)?;
+        let _lifecycle = sandbox.lifecycle.lock().await;
+        let state = sandbox.state();
+        if state != SandboxState::Paused {
+            return Err(RuntimeError::WrongState { id: id.to_owned(), state, action: "resume" });
+        }
+        self.transition(&sandbox, Status::now(SandboxState::Pending, "resuming", "starting"));
+        self.start(&sandbox, "resumed").await
+    }
+
+    /// Delete a sandbox: stop it, remove its workspace, keep its record as `terminated`.
+    pub async fn delete(&self, owner: Option<&str>, id: &str) -> Result<SandboxRecord, RuntimeError> {
+        let sandbox = self.find(owner, id)?;
+        self.terminate(&sandbox, "deleted", "deleted on request").await
+    }
+
+    async fn terminate(
+        &self,
+        sandbox: &Sandbox,
+        reason: &str,
+        message: &str,
+    ) -> Result<SandboxRecord, RuntimeError> {
+        let _lifecycle = sandbox.lifecycle.lock().await;
+        let record = sandbox.record();
+        if record.status.state == SandboxState::Terminated {
+            return Err(RuntimeError::SandboxNotFound { id: record.id });
+        }
+        self.transition(sandbox, Status::now(SandboxState::Stopping, reason, "stopping"));
+        self.stop_live(sandbox).await;
+        remove_sandbox_dir(&self.inner.config, &record.id);
+        Ok(self.transition(sandbox, Status::now(SandboxState::Terminated, reason, message)))
+    }
+
+    /// Set a sandbox's expiry to `ttl` from now.
+    pub fn renew(&self, owner: Option<&str>, id: &str, ttl: Duration) -> Result<SandboxRecord, RuntimeError> {
+        let sandbox = self.find(owner, id)?;
+        let expires_ms = self.expiry(Some(ttl))?;
+        let record = {
+            let mut record = sandbox.record.lock().unwrap_or_else(|e| e.into_inner());
+            if record.status.state.is_final() {
+                return Err(RuntimeError::WrongState {
+                    id: id.to_owned(),
+                    state: record.status.state,
+                    action: "renew",
+                });
+            }
+            record.expires_ms = expires_ms;
+            record.clone()
+        };
+        self.save(&record);
+        Ok(record)
+    }
+
+    fn spawn_reaper(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let runtime = Runtime { inner };
+                let now = now_ms();
+                let expired: Vec<Arc<Sandbox>> = {
+                    let sandboxes = runtime.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+                    sandboxes
+                        .values()
+                        .filter(|s| {
+                            let r = s.record.lock().unwrap_or_else(|e| e.into_inner());
+                            !r.status.state.is_final() && r.expires_ms.is_some_and(|t| t <= now)
+                        })
+                        .cloned()
+                        .collect()
+                };
+                for sandbox in expired {
+                    let runtime = runtime.clone();
+                    tokio::spawn(async move {
+                        let _ = runtime.terminate(&sandbox, "expired", "its time to live ended").await;
+                    });
+                }
+            }
+        });
+    }
+
+    /// Start a command in a running sandbox.
+    pub async fn run_command(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+        spec: CommandSpec,
+    ) -> Result<Arc<CommandHandle>, RuntimeError> {
+        let sandbox = self.find(owner, id)?;
+        let record = sandbox.record();
+        let state = record.status.state;
+        let conn = match (state, sandbox.conn()) {
+            (SandboxState::Running, Some(conn)) => conn,
+            _ => return Err(RuntimeError::WrongState { id: id.to_owned(), state, action: "run a command" }),
+        };
+        let max_output = self.inner.config.max_output_bytes;
+        if spec.max_output_bytes > max_output {
+            return Err(RuntimeError::Invalid {
+                field: "max_output_bytes".to_owned(),
+                reason: format!("{} is above the server's maximum of {max_output}", spec.max_output_bytes),
+            });
+        }
+        let permit = Arc::clone(&self.inner.command_slots)
+            .try_acquire_owned()
+            .map_err(|_| RuntimeError::CommandLimit { max: self.inner.config.max_concurrent_commands })?;
+        let mut env: Vec<(String, String)> = record.env.into_iter().collect();
+        env.extend(spec.env);
+        let cwd = spec.cwd.unwrap_or(record.workdir);
+        let start = StartRequest {
+            argv: spec.argv.clone(),
+            env,
+            cwd: cwd.clone(),
+            timeout_ms: spec.timeout.map(|t| t.as_millis() as u64),
+            stdin: spec.stdin,
+            keep_stdin_open: spec.keep_stdin_open,
+            max_output_bytes: spec.max_output_bytes,
+        };
+        let (agent_id, answers) =
+            conn.open(Op::Start(start)).await.map_err(|_| RuntimeError::AgentUnavailable {
+                id: id.to_owned(),
+                reason: "its connection is closed".to_owned(),
+            })?;
+        let command = CommandRecord {
+            id: format!("cmd_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]),
+            sandbox_id: id.to_owned(),
+            argv: spec.argv,
+            cwd,
+            status: CommandStatus::Running,
+            exit_code: None,
+            signal: None,
+            output_truncated: false,
+            error: None,
+            started_ms: now_ms(),
+            ended_ms: None,
+            usage: CommandUsage::default(),
+        };
+        self.with_store(|s| s.save_command(&command))?;
+        let handle = CommandHandle::new(command, conn, agent_id);
+        {
+            let mut commands = sandbox.commands.lock().unwrap_or_else(|e| e.into_inner());
+            let finished = commands.iter().filter(|c| !c.is_running()).count();
+            if finished >= KEPT_FINISHED_COMMANDS {
+                if let Some(oldest) = commands.iter().position(|c| !c.is_running()) {
+                    commands.remove(oldest);
+                }
+            }
+            commands.push(Arc::clone(&handle));
+        }
+        tokio::spawn(follow(Arc::clone(&handle), answers, Arc::clone(&self.inner.store), permit));
+        Ok(handle)
+    }
+
+    /// A command the runtime still follows (or kept after its end).
+    pub fn command(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+        command_id: &str,
+    ) -> Result<Arc<CommandHandle>, RuntimeError> {
+        let sandbox = self.find(owner, id)?;
+        let commands = sandbox.commands.lock().unwrap_or_else(|e| e.into_inner());
+        commands.iter().find(|c| c.record().id == command_id).cloned().ok_or_else(|| {
+            RuntimeError::CommandNotFound { sandbox_id: id.to_owned(), id: command_id.to_owned() }
+        })
+    }
+
+    /// The record of a command, from memory or, for older ones, the store.
+    pub fn command_record(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+        command_id: &str,
+    ) -> Result<CommandRecord, RuntimeError> {
+        match self.command(owner, id, command_id) {
+            Ok(handle) => Ok(handle.record()),
+            Err(RuntimeError::CommandNotFound { .. }) => {
+                self.with_store(|s| s.commands(id))?.into_iter().find(|c| c.id == command_id).ok_or_else(
+                    || RuntimeError::CommandNotFound { sandbox_id: id.to_owned(), id: command_id.to_owned() },
+                )
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every command of a sandbox, oldest first.
+    pub fn commands(&self, owner: Option<&str>, id: &str) -> Result<Vec<CommandRecord>, RuntimeError> {
+        let sandbox = self.find(owner, id)?;
+        let mut records = self.with_store(|s| s.commands(id))?;
+        let commands = sandbox.commands.lock().unwrap_or_else(|e| e.into_inner());
+        for handle in commands.iter() {
+            let live = handle.record();
+            if let Some(stored) = records.iter_mut().find(|r| r.id == live.id) {
+                *stored = live;
+            }
+        }
+        Ok(records)
+    }
+
+    async fn command_op(
+        &self,
+        handle: &CommandHandle,
+        op: Op,
+        action: &'static str,
+    ) -> Result<(), RuntimeError> {
+        let record = handle.record();
+        if record.status != CommandStatus::Running {
+            return Err(RuntimeError::CommandEnded { id: record.id, action });
+        }
+        let (conn, _) = handle.agent();
+        match conn.call(op).await {
+            Ok(Event::Done) => Ok(()),
+            Ok(Event::Error { message }) => {
+                if handle.is_running() {
+                    Err(RuntimeError::AgentRefused { id: record.sandbox_id, message })
+                } else {
+                    Err(RuntimeError::CommandEnded { id: record.id, action })
+                }
+            }
+            _ => {
+                Err(RuntimeError::AgentUnavailable { id: record.sandbox_id, reason: "no answer".to_owned() })
+            }
+        }
+    }
+
+    /// Write to a background command's standard input.
+    pub async fn write_stdin(&self, handle: &CommandHandle, data: String) -> Result<(), RuntimeError> {
+        let (_, command) = handle.agent();
+        self.command_op(handle, Op::Stdin { command, data }, "write its stdin").await
+    }
+
+    /// Close a background command's standard input.
+    pub async fn close_stdin(&self, handle: &CommandHandle) -> Result<(), RuntimeError> {
+        let (_, command) = handle.agent();
+        self.command_op(handle, Op::CloseStdin { command }, "close its stdin").await
+    }
+
+    /// Send a signal to a command's main process.
+    pub async fn signal(&self, handle: &CommandHandle, signal: i32) -> Result<(), RuntimeError> {
+        let (_, command) = handle.agent();
+        self.command_op(handle, Op::Signal { command, signal }, "signal it").await
+    }
+
+    /// Kill a command and every process it started.
+    pub async fn kill(&self, handle: &CommandHandle) -> Result<(), RuntimeError> {
+        let (_, command) = handle.agent();
+        self.command_op(handle, Op::Kill { command }, "kill it").await
+    }
+
+    /// Counts for metrics and health.
+    pub fn stats(&self) -> RuntimeStats {
+        let sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by_state: Vec<(SandboxState, usize)> = SandboxState::ALL.iter().map(|s| (*s, 0)).collect();
+        for sandbox in sandboxes.values() {
+            let state = sandbox.state();
+            if let Some(entry) = by_state.iter_mut().find(|(s, _)| *s == state) {
+                entry.1 += 1;
+            }
+        }
+        let running_commands =
+            self.inner.config.max_concurrent_commands - self.inner.command_slots.available_permits();
+        RuntimeStats { sandboxes: by_state, running_commands, pool_ready: 0 }
+    }
+
+    /// Pause every running sandbox, for a clean server stop: they come back paused.
+    pub async fn shutdown(&self) {
+        let running: Vec<Arc<Sandbox>> = {
+            let sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+            sandboxes.values().filter(|s| s.state() == SandboxState::Running).cloned().collect()
+        };
+        let stops = running.into_iter().map(|sandbox| {
+            let runtime = self.clone();
+            async move {
+                let _lifecycle = sandbox.lifecycle.lock().await;
+                runtime.stop_live(&sandbox).await;
+                runtime.transition(
+                    &sandbox,
+                    Status::now(
+                        SandboxState::Paused,
+                        "server_stopped",
+                        "the server stopped; resume to continue",
+                    ),
+                );
+            }
+        });
+        for stop in stops.map(tokio::spawn).collect::<Vec<_>>() {
+            let _ = stop.await;
+        }
+    }
+}
+
+fn remove_sandbox_dir(config: &RuntimeConfig, id: &str) {
+    let dir = launch::sandbox_dir(&config.data_dir, id);
+    // remove_dir_all does not follow symbolic links the sandbox may have planted.
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(sandbox = %id, error = %e, "cannot remove the sandbox's directory");
+        }
+    }
+}

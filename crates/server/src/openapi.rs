@@ -1,0 +1,49 @@
+//! The OpenAPI document, generated from the route handlers and the API types.
+
+use utoipa::OpenApi;
+
+use crate::routes::{commands, sandboxes, system};
+
+/// Airlock's native API.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Airlock", description = "Sandboxes for untrusted code: lifecycle, commands and operations."),
+    paths(
+        sandboxes::create, sandboxes::list, sandboxes::get, sandboxes::delete, sandboxes::renew,
+        sandboxes::pause, sandboxes::resume,
+        commands::run, commands::list, commands::get, commands::logs, commands::events, commands::stdin,
+        commands::signal, commands::kill,
+        system::health, system::info, system::metrics,
+    ),
+    tags(
+        (name = "sandboxes", description = "Long-lived sandboxes and their lifecycle"),
+        (name = "commands", description = "Commands inside a sandbox"),
+        (name = "operations", description = "Health, information and metrics"),
+    ),
+    modifiers(&ApiKeyAuth)
+)]
+pub struct ApiDoc;
+
+/// Declares the two ways to send an API key.
+struct ApiKeyAuth;
+
+impl utoipa::Modify for ApiKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{
+            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+        };
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+        openapi.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("api_key", Vec::<String>::new()),
+        ]);
+    }
+}

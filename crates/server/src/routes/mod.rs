@@ -1,0 +1,5 @@
+//! The routes, one module per resource.
+
+pub mod commands;
+pub mod sandboxes;
+pub mod system;
