@@ -440,6 +440,21 @@ impl Runtime {
         });
     }
 
+    /// The agent of a running sandbox, for the operations other modules carry out through it.
+    pub(crate) fn running_agent(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+        action: &'static str,
+    ) -> Result<Arc<AgentConn>, RuntimeError> {
+        let sandbox = self.find(owner, id)?;
+        let state = sandbox.state();
+        match (state, sandbox.conn()) {
+            (SandboxState::Running, Some(conn)) => Ok(conn),
+            _ => Err(RuntimeError::WrongState { id: id.to_owned(), state, action }),
+        }
+    }
+
     /// Start a command in a running sandbox.
     pub async fn run_command(
         &self,
@@ -447,13 +462,9 @@ impl Runtime {
         id: &str,
         spec: CommandSpec,
     ) -> Result<Arc<CommandHandle>, RuntimeError> {
+        let conn = self.running_agent(owner, id, "run a command")?;
         let sandbox = self.find(owner, id)?;
         let record = sandbox.record();
-        let state = record.status.state;
-        let conn = match (state, sandbox.conn()) {
-            (SandboxState::Running, Some(conn)) => conn,
-            _ => return Err(RuntimeError::WrongState { id: id.to_owned(), state, action: "run a command" }),
-        };
         let max_output = self.inner.config.max_output_bytes;
         if spec.max_output_bytes > max_output {
             return Err(RuntimeError::Invalid {
