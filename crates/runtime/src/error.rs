@@ -2,15 +2,18 @@
 //! [`ErrorClass`] tells a front door which family it belongs to (the HTTP server turns it into
 //! a status code) without the runtime knowing anything of HTTP.
 
+use airlock_agent::protocol::FileErrorKind;
 use thiserror::Error;
 
 use crate::model::SandboxState;
 
-/// The family of an error, for front doors to map (400, 404, 409, 429, 503, 500 over HTTP).
+/// The family of an error, for front doors to map (400, 403, 404, 409, 429, 503, 500 over HTTP).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
     /// The request itself is wrong.
     Invalid,
+    /// The sandbox may not do this (a file operation its user is not allowed).
+    Forbidden,
     /// What it names does not exist (or belongs to someone else).
     NotFound,
     /// It conflicts with the current state.
@@ -106,6 +109,16 @@ pub enum RuntimeError {
         /// The agent's message.
         message: String,
     },
+    /// A file operation in the sandbox failed; the agent's message names the path.
+    #[error("sandbox {sandbox_id}: {message}")]
+    File {
+        /// The sandbox.
+        sandbox_id: String,
+        /// What kind of failure, as the agent classified it.
+        kind: FileErrorKind,
+        /// The agent's message.
+        message: String,
+    },
     /// The SQLite store failed.
     #[error("store: {0}")]
     Store(#[from] rusqlite::Error),
@@ -134,6 +147,18 @@ impl RuntimeError {
             RuntimeError::StartFailed { .. } => "SANDBOX_START_FAILED",
             RuntimeError::AgentUnavailable { .. } => "AGENT_UNAVAILABLE",
             RuntimeError::AgentRefused { .. } => "AGENT_REFUSED",
+            RuntimeError::File { kind, .. } => match kind {
+                FileErrorKind::NotFound => "FILE_NOT_FOUND",
+                FileErrorKind::PermissionDenied => "FILE_PERMISSION_DENIED",
+                FileErrorKind::AlreadyExists => "FILE_EXISTS",
+                FileErrorKind::NotEmpty => "DIRECTORY_NOT_EMPTY",
+                FileErrorKind::NotADirectory
+                | FileErrorKind::IsADirectory
+                | FileErrorKind::NotARegularFile => "FILE_WRONG_TYPE",
+                FileErrorKind::InvalidPath => "FILE_INVALID_PATH",
+                FileErrorKind::TooLarge => "FILE_TOO_LARGE",
+                FileErrorKind::Other => "FILE_OPERATION_FAILED",
+            },
             RuntimeError::Store(_) => "STORE_FAILED",
             RuntimeError::Io { .. } => "HOST_IO_FAILED",
         }
@@ -149,6 +174,14 @@ impl RuntimeError {
             RuntimeError::WrongState { .. } | RuntimeError::CommandEnded { .. } => ErrorClass::Conflict,
             RuntimeError::SandboxLimit { .. } | RuntimeError::CommandLimit { .. } => ErrorClass::LimitReached,
             RuntimeError::AgentUnavailable { .. } => ErrorClass::Unavailable,
+            RuntimeError::File { kind, .. } => match kind {
+                FileErrorKind::NotFound => ErrorClass::NotFound,
+                FileErrorKind::PermissionDenied => ErrorClass::Forbidden,
+                FileErrorKind::AlreadyExists | FileErrorKind::NotEmpty => ErrorClass::Conflict,
+                // Also `other`: a full disk or a move across filesystems is the request's to
+                // change, not the server's fault.
+                _ => ErrorClass::Invalid,
+            },
             RuntimeError::StartFailed { .. } | RuntimeError::Store(_) | RuntimeError::Io { .. } => {
                 ErrorClass::Internal
             }
@@ -190,6 +223,7 @@ impl RuntimeError {
                     .to_owned()
             }
             RuntimeError::AgentRefused { .. } => "check the request's paths and values".to_owned(),
+            RuntimeError::File { kind, .. } => file_hint(*kind).to_owned(),
             RuntimeError::Store(_) => {
                 "check that the data directory is writable and its disk is not full".to_owned()
             }
@@ -201,5 +235,44 @@ impl RuntimeError {
 
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> RuntimeError {
         RuntimeError::Io { what: what.into(), source }
+    }
+}
+
+fn file_hint(kind: FileErrorKind) -> &'static str {
+    match kind {
+        FileErrorKind::NotFound => {
+            "paths are inside the sandbox (relative ones start at /workspace); list the directory with \
+             GET /v1/sandboxes/{id}/files?path=DIR"
+        }
+        FileErrorKind::PermissionDenied => {
+            "the sandbox writes only to /workspace, /tmp and its read-write binds, and reads what its \
+             user may; every path resolves inside the sandbox"
+        }
+        FileErrorKind::AlreadyExists => {
+            "choose another path, or pass `overwrite: true` to a move (`parents: true` accepts an \
+             existing directory in mkdir)"
+        }
+        FileErrorKind::NotEmpty => "pass `recursive=true` to remove the directory with its contents",
+        FileErrorKind::NotADirectory => {
+            "a directory was needed but the path, or a component on the way, is something else; check it \
+             with GET /v1/sandboxes/{id}/files/stat?path=..."
+        }
+        FileErrorKind::IsADirectory => {
+            "only files are read and written; list a directory with GET /v1/sandboxes/{id}/files?path=DIR"
+        }
+        FileErrorKind::NotARegularFile => {
+            "only regular files are read and written, never FIFOs, sockets or devices"
+        }
+        FileErrorKind::InvalidPath => {
+            "send a non-empty path without NUL bytes, at most 4096 bytes long, that does not loop through \
+             symlinks"
+        }
+        FileErrorKind::TooLarge => {
+            "the sandbox's `limits.max_file_bytes` caps every file; create the sandbox with a larger one"
+        }
+        FileErrorKind::Other => {
+            "the message says what failed: a move between /workspace and /tmp crosses filesystems (copy \
+             instead), or the disk or /tmp is full"
+        }
     }
 }

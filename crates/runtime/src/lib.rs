@@ -8,15 +8,18 @@ mod agent_conn;
 mod command;
 mod config;
 mod error;
+mod files;
 pub mod keys;
 mod launch;
 mod model;
 mod runtime;
 mod store;
 
+pub use airlock_agent::protocol::{FileErrorKind, FileInfo, FileKind, MAX_LIST_DEPTH};
 pub use command::{CommandEvent, CommandHandle, Logs};
 pub use config::RuntimeConfig;
 pub use error::{ErrorClass, RuntimeError};
+pub use files::{FileChunk, FileReader, Listing, WriteOptions};
 pub use model::{
     now_ms, CommandRecord, CommandSpec, CommandStatus, CommandUsage, NewSandbox, Page, SandboxFilter,
     SandboxLimits, SandboxRecord, SandboxState, Status,

@@ -29,6 +29,16 @@ pub const REGISTRY: &[(&str, u16, &str)] = &[
     ("STORE_FAILED", 500, "the SQLite store failed"),
     ("HOST_IO_FAILED", 500, "a file or process operation on the server failed"),
     ("NOT_READY", 503, "the server is starting or stopping"),
+    ("FILE_NOT_FOUND", 404, "the path, or a directory on the way, does not exist in the sandbox"),
+    ("FILE_PERMISSION_DENIED", 403, "the sandbox may not do this there (e.g. write outside /workspace)"),
+    ("FILE_EXISTS", 409, "something is already at the path"),
+    ("DIRECTORY_NOT_EMPTY", 409, "a directory with contents was removed without `recursive`"),
+    ("FILE_WRONG_TYPE", 400, "a directory, FIFO or device where a file is needed, or the reverse"),
+    ("FILE_INVALID_PATH", 400, "the path is empty, holds a NUL byte, is too long or loops"),
+    ("FILE_TOO_LARGE", 400, "beyond the sandbox's file size limit, or the text API's 16 MiB"),
+    ("FILE_NOT_UTF8", 400, "a file read as text is not UTF-8"),
+    ("FILE_OPERATION_FAILED", 400, "a file operation failed otherwise: a full disk, a cross-device move"),
+    ("RANGE_NOT_SATISFIABLE", 416, "the requested byte range lies beyond the end of the file"),
 ];
 
 /// An error as the API answers it.
@@ -87,6 +97,7 @@ impl From<RuntimeError> for ApiError {
     fn from(e: RuntimeError) -> ApiError {
         let status = match e.class() {
             ErrorClass::Invalid => StatusCode::BAD_REQUEST,
+            ErrorClass::Forbidden => StatusCode::FORBIDDEN,
             ErrorClass::NotFound => StatusCode::NOT_FOUND,
             ErrorClass::Conflict => StatusCode::CONFLICT,
             ErrorClass::LimitReached => StatusCode::TOO_MANY_REQUESTS,
@@ -118,6 +129,8 @@ pub struct ErrorCode(pub &'static str);
 
 #[cfg(test)]
 mod tests {
+    use airlock_runtime::FileErrorKind;
+
     use super::*;
 
     #[test]
@@ -136,7 +149,21 @@ mod tests {
             RuntimeError::Invalid { field: "f".into(), reason: "r".into() },
             RuntimeError::AgentUnavailable { id: "x".into(), reason: "r".into() },
         ];
-        for e in samples {
+        let files = [
+            FileErrorKind::NotFound,
+            FileErrorKind::PermissionDenied,
+            FileErrorKind::AlreadyExists,
+            FileErrorKind::NotADirectory,
+            FileErrorKind::IsADirectory,
+            FileErrorKind::NotEmpty,
+            FileErrorKind::NotARegularFile,
+            FileErrorKind::InvalidPath,
+            FileErrorKind::TooLarge,
+            FileErrorKind::Other,
+        ]
+        .map(|kind| RuntimeError::File { sandbox_id: "x".into(), kind, message: "m".into() });
+        for e in samples.into_iter().chain(files) {
+            assert!(REGISTRY.iter().any(|(c, _, _)| *c == e.code()), "{} is not registered", e.code());
             let api = ApiError::from(e);
             let registered = ApiError::new(api.code, "", "");
             assert_eq!(api.status, registered.status, "{}", api.code);

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod api_files;
 pub mod auth;
 pub mod error;
 mod extract;
@@ -27,7 +28,7 @@ use axum::Router;
 use tracing::Instrument;
 
 pub use crate::metrics::Metrics;
-use crate::routes::{commands, sandboxes, system};
+use crate::routes::{commands, files, sandboxes, system};
 pub use crate::state::AppState;
 
 /// Largest JSON body accepted.
@@ -59,6 +60,20 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/commands/{command_id}/stdin", post(commands::stdin))
         .route("/sandboxes/{id}/commands/{command_id}/signal", post(commands::signal))
         .route("/sandboxes/{id}/commands/{command_id}/kill", post(commands::kill))
+        .route("/sandboxes/{id}/files", get(files::list).delete(files::remove))
+        // Uploads stream their bodies to the sandbox in pieces, so no body limit applies.
+        .route(
+            "/sandboxes/{id}/files/content",
+            get(files::download).put(files::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/sandboxes/{id}/files/upload",
+            post(files::upload_multipart).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/sandboxes/{id}/files/stat", get(files::stat))
+        .route("/sandboxes/{id}/files/mkdir", post(files::mkdir))
+        .route("/sandboxes/{id}/files/move", post(files::move_file))
+        .route("/sandboxes/{id}/files/text", get(files::read_text).put(files::write_text))
         .route("/info", get(system::info));
     Router::new()
         .nest("/v1", v1)

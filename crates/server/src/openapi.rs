@@ -2,22 +2,25 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{commands, sandboxes, system};
+use crate::routes::{commands, files, sandboxes, system};
 
 /// Airlock's native API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Airlock", description = "Sandboxes for untrusted code: lifecycle, commands and operations."),
+    info(title = "Airlock", description = "Sandboxes for untrusted code: lifecycle, commands, files and operations."),
     paths(
         sandboxes::create, sandboxes::list, sandboxes::get, sandboxes::delete, sandboxes::renew,
         sandboxes::pause, sandboxes::resume,
         commands::run, commands::list, commands::get, commands::logs, commands::events, commands::stdin,
         commands::signal, commands::kill,
+        files::upload, files::upload_multipart, files::download, files::list, files::stat, files::mkdir,
+        files::move_file, files::remove, files::read_text, files::write_text,
         system::health, system::info, system::metrics,
     ),
     tags(
         (name = "sandboxes", description = "Long-lived sandboxes and their lifecycle"),
         (name = "commands", description = "Commands inside a sandbox"),
+        (name = "files", description = "Files inside a sandbox, by paths that resolve in the sandbox"),
         (name = "operations", description = "Health, information and metrics"),
     ),
     modifiers(&ApiKeyAuth)

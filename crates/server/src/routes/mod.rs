@@ -1,5 +1,6 @@
 //! The routes, one module per resource.
 
 pub mod commands;
+pub mod files;
 pub mod sandboxes;
 pub mod system;
