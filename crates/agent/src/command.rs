@@ -133,7 +133,7 @@ fn run(
             }
         }
     }
-    let _ = child.wait();
+    let runner_status = child.wait();
     lock(table).remove(&id);
     if !exit.output_truncated {
         for (slot, stream) in [(0, OutputStream::Stdout), (1, OutputStream::Stderr)] {
@@ -153,7 +153,11 @@ fn run(
             exit.system_cpu_ms = e.system_cpu_ms;
             exit.max_rss_bytes = e.max_rss_bytes;
         }
-        None => exit.spawn_error = Some("the runner ended without reporting the command's end".to_owned()),
+        None => {
+            crate::runner::kill_strays();
+            let how = runner_status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            exit.spawn_error = Some(format!("the runner ended without reporting the command's end ({how})"));
+        }
     }
     exit.killed = killed.load(Ordering::SeqCst);
     exit.duration_ms = started.elapsed().as_millis() as u64;

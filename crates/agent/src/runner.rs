@@ -98,14 +98,50 @@ fn run(
     let Some((program, args)) = argv.split_first() else {
         return failed("empty command".to_owned());
     };
+    // Every thread is started before the command exists: a fork bomb can use up the sandbox's
+    // process limit (threads count) at once, and a runner that cannot start its threads then
+    // would have to give up on a tree it no longer controls.
+    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+    let (Ok((out_read, out_write)), Ok((err_read, err_write))) = (pipe(), pipe()) else {
+        return failed("cannot create the command's output pipes".to_owned());
+    };
+    let mut pumps = Vec::new();
+    for (frame, read) in [(Frame::Stdout, out_read), (Frame::Stderr, err_read)] {
+        let out = Arc::clone(out);
+        match std::thread::Builder::new()
+            .spawn(move || pump(Box::new(std::fs::File::from(read)), frame, &out))
+        {
+            Ok(pump) => pumps.push(pump),
+            Err(e) => return failed(format!("cannot start a thread: {e}")),
+        }
+    }
+    // The timer kills the tree at the deadline; this thread reaps (the main child and every
+    // orphan that lands here) until the main child has ended.
+    let (finished, finished_rx) = mpsc::channel::<()>();
+    let timer = match timeout {
+        None => None,
+        Some(limit) => {
+            let timer = std::thread::Builder::new().spawn(move || match finished_rx.recv_timeout(limit) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    kill_tree(nix::unistd::getpid().as_raw());
+                    true
+                }
+                _ => false,
+            });
+            match timer {
+                Ok(timer) => Some(timer),
+                Err(e) => return failed(format!("cannot start a thread: {e}")),
+            }
+        }
+    };
     let spawned = Command::new(program)
         .args(args)
         .current_dir(cwd)
         .stdin(Stdio::inherit())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(out_write))
+        .stderr(Stdio::from(err_write))
         .spawn();
-    let mut child = match spawned {
+    let child = match spawned {
         Ok(child) => child,
         Err(e) => {
             let mut exit = failed(format!("cannot start {program:?}: {e}"));
@@ -115,31 +151,8 @@ fn run(
             return exit;
         }
     };
-    let pumps: Vec<_> = [
-        child.stdout.take().map(|r| (Frame::Stdout, Box::new(r) as Box<dyn Read + Send>)),
-        child.stderr.take().map(|r| (Frame::Stderr, Box::new(r) as Box<dyn Read + Send>)),
-    ]
-    .into_iter()
-    .flatten()
-    .map(|(frame, reader)| {
-        let out = Arc::clone(out);
-        std::thread::spawn(move || pump(reader, frame, &out))
-    })
-    .collect();
     let main = Pid::from_raw(child.id() as i32);
     let _ = write_frame(out, Frame::Started, main.as_raw().to_string().as_bytes());
-    // The timer kills the tree at the deadline; this thread reaps (the main child and every
-    // orphan that lands here) until the main child has ended.
-    let (finished, finished_rx) = mpsc::channel::<()>();
-    let timer = timeout.map(|limit| {
-        std::thread::spawn(move || match finished_rx.recv_timeout(limit) {
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                kill_tree(nix::unistd::getpid().as_raw());
-                true
-            }
-            _ => false,
-        })
-    });
     let status = loop {
         match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
             Ok(WaitStatus::Exited(pid, code)) if pid == main => break Ok((Some(code), None)),
@@ -208,6 +221,26 @@ pub(crate) fn kill_tree(root: i32) {
             return;
         }
         for pid in &tree {
+            let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// SIGKILL every process of the sandbox that neither is the agent nor descends from it: the
+/// leftovers of a runner that was killed (by the OOM killer, say) before it could end its
+/// command's tree. Its orphans are re-parented to the sandbox's init, where no legitimate process
+/// but the agent lives.
+pub(crate) fn kill_strays() {
+    let agent = nix::unistd::getpid().as_raw();
+    loop {
+        let ours = descendants(agent);
+        let strays: Vec<i32> =
+            descendants(1).into_iter().filter(|pid| *pid != agent && !ours.contains(pid)).collect();
+        if strays.is_empty() {
+            return;
+        }
+        for pid in &strays {
             let _ = kill(Pid::from_raw(*pid), Signal::SIGKILL);
         }
         std::thread::sleep(Duration::from_millis(1));

@@ -128,3 +128,25 @@ fn stdin_stays_open_and_signal_and_kill_reach_only_their_command() {
     assert_eq!(unknown["kind"], "error", "{unknown}");
     sb.stop();
 }
+
+#[test]
+fn a_killed_runner_leaves_no_stray_process() {
+    let mut sb = Sandbox::start("stray");
+    sb.send(&exec(2, "sleep 300 & sleep 301", None));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes(&mut sb, 3).contains("sleep 301") {
+        assert!(Instant::now() < deadline, "the command did not start");
+    }
+    // Another command of the same sandbox kills the first one's runner, as the OOM killer may.
+    let killer = sb.exec(4, "pkill -KILL -f 'agent-run.*sleep 30[1]'", None);
+    assert_eq!(killer["exit_code"], 0, "{killer}");
+    let ended = sb.exit_of(2);
+    assert!(ended["spawn_error"].as_str().unwrap().contains("SIGKILL"), "{ended}");
+    let left = processes(&mut sb, 5);
+    assert!(
+        !left.contains("sleep 300") && !left.contains("sleep 301"),
+        "strays outlived their runner:\n{left}"
+    );
+    assert_eq!(sb.exec(6, "echo fine", None)["stdout"], "fine\n");
+    sb.stop();
+}

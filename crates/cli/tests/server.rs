@@ -255,6 +255,13 @@ fn root_commands_collect_stream_and_background() {
     assert_eq!(server.get(&format!("{survivor_path}/logs")).json()["stdout"], "survived\n");
     let listed = server.get(&commands).json();
     assert!(listed["items"].as_array().unwrap().len() >= 9, "{listed}");
+    let metrics = server.get("/metrics").body;
+    for status in ["ok", "exited", "failed", "timeout", "killed"] {
+        assert!(
+            metrics.contains(&format!("airlock_commands_ended_total{{status=\"{status}\"}}")),
+            "{status}: {metrics}"
+        );
+    }
 }
 
 #[test]
@@ -290,6 +297,7 @@ fn root_keys_see_only_their_own_sandboxes() {
 fn root_kill_9_then_restart_loses_no_file_or_record_and_leaves_nothing() {
     let mut server = Server::start("restart", &[]);
     let id = server.create_sandbox(&json!({"metadata": {"keep": "me"}}));
+    let short = server.create_sandbox(&json!({"ttl_seconds": 2}));
     assert_eq!(server.sh(&id, "echo precious > kept.txt; mkdir -p d && echo deep > d/f")["status"], "ok");
     let commands = format!("/v1/sandboxes/{id}/commands");
     let running = server.post(&commands, &json!({"command": "sleep 300", "background": true})).json();
@@ -309,7 +317,12 @@ fn root_kill_9_then_restart_loses_no_file_or_record_and_leaves_nothing() {
         assert_eq!(leftover, 0, "a cgroup of {id} is left in {mount}");
     }
 
+    std::thread::sleep(Duration::from_secs(2));
     server.spawn(&[]);
+    wait_until("the sandbox that expired meanwhile to be cleaned", Duration::from_secs(10), || {
+        server.get(&format!("/v1/sandboxes/{short}")).json()["status"]["reason"] == "expired"
+    });
+    assert!(!server.data_dir.join("sandboxes").join(&short).exists());
     let back = server.get(&format!("/v1/sandboxes/{id}")).json();
     assert_eq!(
         (back["state"].as_str(), back["status"]["reason"].as_str()),
@@ -341,4 +354,92 @@ fn root_expired_sandboxes_are_cleaned() {
     assert_eq!(server.get(&format!("/v1/sandboxes/{id}")).json()["status"]["reason"], "expired");
     assert!(!workspace.exists());
     assert_eq!(host_processes(&format!("launch --spec {}", server.data_dir.display())), 0);
+}
+
+#[test]
+fn root_the_pool_hands_out_each_sandbox_once_and_refills() {
+    let server = Server::start("pool", &[("AIRLOCK_POOL_SIZE", "2")]);
+    let pool_ready = |n: usize| server.get("/metrics").body.contains(&format!("airlock_pool_ready {n}\n"));
+    wait_until("a full pool", Duration::from_secs(20), || pool_ready(2));
+    assert_eq!(server.get("/v1/sandboxes").json()["items"], json!([]), "pool sandboxes are invisible");
+
+    let claims: Vec<String> = std::thread::scope(|scope| {
+        let claim = || {
+            let reply = server.post("/v1/sandboxes", &json!({"env": {"WHO": "claimer"}}));
+            assert_eq!(reply.status, 201, "{}", reply.body);
+            let sandbox = reply.json();
+            assert!(sandbox["status"]["message"].as_str().unwrap().contains("pool"), "{sandbox}");
+            sandbox["id"].as_str().unwrap().to_owned()
+        };
+        let handles = [scope.spawn(claim), scope.spawn(claim)];
+        handles.map(|h| h.join().unwrap()).to_vec()
+    });
+    assert_ne!(claims[0], claims[1], "one pool sandbox was handed out twice");
+    assert_eq!(server.sh(&claims[0], "echo $WHO")["stdout"], "claimer\n");
+    let cold = server.post("/v1/sandboxes", &json!({"limits": {"max_pids": 77}})).json();
+    assert!(!cold["status"]["message"].as_str().unwrap().contains("pool"), "{cold}");
+
+    assert_eq!(server.request("DELETE", &format!("/v1/sandboxes/{}", claims[0]), None).status, 204);
+    wait_until("the pool to refill", Duration::from_secs(20), || pool_ready(2));
+    for _ in 0..2 {
+        let again = server.create_sandbox(&json!({}));
+        assert!(!claims.contains(&again), "a claimed sandbox came back from the pool");
+    }
+    let deleted = server.get(&format!("/v1/sandboxes/{}", claims[0])).json();
+    assert_eq!(deleted["state"], "terminated", "a deleted sandbox was reused");
+}
+
+#[test]
+fn root_fifty_hostile_sandboxes_at_once_leave_the_server_answering() {
+    let server = Server::start("hostile", &[]);
+    // 128 MiB leaves the agent and the runners room beside 32 processes of a fork bomb; at the
+    // memory limit the kernel's OOM killer may pick any process of the sandbox (a known limit).
+    let limits = json!({"memory_bytes": 128 << 20, "max_pids": 32});
+    let ids: Vec<String> = (0..50).map(|_| server.create_sandbox(&json!({"limits": limits}))).collect();
+    let payloads = [
+        "f() { f | f & }; f; sleep 5",
+        "python3 -c 'a = []\nwhile True: a.append(bytearray(1 << 20))'",
+        "yes flood | head -c 50000000",
+    ];
+    let bombs: Vec<(String, String)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let body = json!({"command": payloads[i % 3], "background": true, "timeout_ms": 3000,
+                              "max_output_bytes": 1 << 20});
+            let reply = server.post(&format!("/v1/sandboxes/{id}/commands"), &body);
+            assert_eq!(reply.status, 202, "{}", reply.body);
+            (id.clone(), reply.json()["id"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    // While they rage, the server answers (each call waits as long as it takes; no timing here).
+    for _ in 0..10 {
+        let health = server.get("/health");
+        assert_eq!((health.status, health.json()["ready"].as_bool()), (200, Some(true)), "{}", health.body);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (i, (id, command)) in bombs.iter().enumerate() {
+        let path = format!("/v1/sandboxes/{id}/commands/{command}");
+        wait_until("a hostile command to end", Duration::from_secs(60), || {
+            server.get(&path).json()["status"] != "running"
+        });
+        let ended = server.get(&path).json();
+        // At the memory limit the kernel's OOM killer may pick the command's runner instead of
+        // the command: the command then ends `failed`, and the agent kills what it left.
+        let expected: &[&str] = match i % 3 {
+            0 => &["timeout", "exited", "failed"],
+            1 => &["signaled", "exited", "failed"],
+            _ => &["ok"],
+        };
+        assert!(expected.contains(&ended["status"].as_str().unwrap()), "payload {i}: {ended}");
+        if i % 3 == 2 {
+            assert_eq!(ended["output_truncated"], true, "{ended}");
+            assert_eq!(ended["usage"]["stdout_bytes"], 50_000_000, "{ended}");
+        }
+        let after = server.sh(id, "echo alive; ps -e | wc -l");
+        assert_eq!(after["status"], "ok", "sandbox {i} did not recover: {after}");
+        let processes: u32 =
+            after["stdout"].as_str().unwrap().lines().nth(1).unwrap().trim().parse().unwrap();
+        assert!(processes <= 8, "sandbox {i} kept {processes} processes:\n{after}");
+    }
 }

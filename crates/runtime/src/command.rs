@@ -2,6 +2,7 @@
 //! order (so a stream can resume after a reconnect), its status, and its end, written to the
 //! store.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use airlock_agent::protocol::{Event, ExitInfo, OutputStream};
@@ -209,12 +210,31 @@ fn status_of(exit: &ExitInfo) -> CommandStatus {
     }
 }
 
+/// Ended commands by status: how many, and their wall time in seconds, for metrics.
+#[derive(Default)]
+pub(crate) struct Tally(Mutex<BTreeMap<CommandStatus, (u64, f64)>>);
+
+impl Tally {
+    fn count(&self, record: &CommandRecord) {
+        let mut tally = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = tally.entry(record.status).or_default();
+        entry.0 += 1;
+        entry.1 += record.usage.duration_ms as f64 / 1000.0;
+    }
+
+    /// (status, count, seconds) for every status seen.
+    pub(crate) fn snapshot(&self) -> Vec<(CommandStatus, u64, f64)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(s, (n, t))| (*s, *n, *t)).collect()
+    }
+}
+
 /// Follow a command's answers from the agent until its end, then store its record. The permit
 /// counts it against the server's limit on running commands until then.
 pub(crate) async fn follow(
     handle: Arc<CommandHandle>,
     mut answers: mpsc::UnboundedReceiver<Event>,
     store: Arc<Mutex<Store>>,
+    tally: Arc<Tally>,
     permit: OwnedSemaphorePermit,
 ) {
     let mut record = None;
@@ -246,6 +266,7 @@ pub(crate) async fn follow(
             Some("the sandbox stopped before the command ended".to_owned()),
         )
     });
+    tally.count(&record);
     let saved = store.lock().unwrap_or_else(|e| e.into_inner()).save_command(&record);
     if let Err(e) = saved {
         tracing::error!(command = %record.id, error = %e, "cannot store a command's end");

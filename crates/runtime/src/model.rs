@@ -139,6 +139,9 @@ pub struct SandboxRecord {
     pub workdir: String,
     /// Number that picks the sandbox's host uid when the server runs as root.
     pub slot: u32,
+    /// Pre-started and not yet claimed: invisible to every caller.
+    #[serde(default)]
+    pub pooled: bool,
 }
 
 /// What listing returns and how to ask for the next page.
@@ -183,7 +186,7 @@ pub struct CommandSpec {
 }
 
 /// How a command stands or ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandStatus {
     /// Still running.

@@ -11,7 +11,7 @@ use airlock_agent::protocol::{Event, Op, StartRequest};
 use tokio::sync::{watch, Semaphore};
 
 use crate::agent_conn::AgentConn;
-use crate::command::{follow, CommandHandle};
+use crate::command::{follow, CommandHandle, Tally};
 use crate::config::RuntimeConfig;
 use crate::error::RuntimeError;
 use crate::launch::{self, LaunchContext, LaunchEnd};
@@ -63,10 +63,16 @@ struct Inner {
     store: Arc<Mutex<Store>>,
     sandboxes: Mutex<BTreeMap<String, Arc<Sandbox>>>,
     command_slots: Arc<Semaphore>,
+    /// Pre-started sandboxes with the default limits, ready to be claimed.
+    pool: Mutex<Vec<Arc<Sandbox>>>,
+    /// Wakes the pool filler after a claim.
+    pool_claimed: Arc<tokio::sync::Notify>,
+    /// Ended commands by status.
+    tally: Arc<Tally>,
 }
 
 /// Counts for metrics and health.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuntimeStats {
     /// Sandboxes by state.
     pub sandboxes: Vec<(SandboxState, usize)>,
@@ -74,6 +80,8 @@ pub struct RuntimeStats {
     pub running_commands: usize,
     /// Pre-started sandboxes ready to be claimed.
     pub pool_ready: usize,
+    /// Ended commands by status: how many, and their wall time in seconds.
+    pub commands_ended: Vec<(CommandStatus, u64, f64)>,
 }
 
 /// The runtime. Cheap to clone; every clone is the same runtime.
@@ -97,6 +105,13 @@ impl Runtime {
         let lost = store.lose_running_commands("the server stopped before the command ended")?;
         let mut sandboxes = BTreeMap::new();
         for mut record in store.sandboxes()? {
+            if record.pooled && !record.status.state.is_final() {
+                // Never claimed: nothing of it is worth keeping.
+                remove_sandbox_dir(&config, &record.id);
+                record.status =
+                    Status::now(SandboxState::Terminated, "pool_discarded", "an unclaimed pool sandbox");
+                store.save_sandbox(&record)?;
+            }
             match record.status.state {
                 SandboxState::Pending | SandboxState::Running => {
                     record.status = Status::now(
@@ -130,9 +145,15 @@ impl Runtime {
                 config,
                 store: Arc::new(Mutex::new(store)),
                 sandboxes: Mutex::new(sandboxes),
+                pool: Mutex::new(Vec::new()),
+                pool_claimed: Arc::new(tokio::sync::Notify::new()),
+                tally: Arc::default(),
             }),
         };
         runtime.spawn_reaper();
+        if runtime.inner.config.pool_size > 0 {
+            runtime.spawn_pool_filler();
+        }
         Ok(runtime)
     }
 
@@ -166,10 +187,12 @@ impl Runtime {
 
     fn find(&self, owner: Option<&str>, id: &str) -> Result<Arc<Sandbox>, RuntimeError> {
         let sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        let visible = |s: &Sandbox| {
+            let record = s.record.lock().unwrap_or_else(|e| e.into_inner());
+            !record.pooled && record.owner.as_deref() == owner
+        };
         match sandboxes.get(id) {
-            Some(s) if s.record.lock().unwrap_or_else(|e| e.into_inner()).owner.as_deref() == owner => {
-                Ok(Arc::clone(s))
-            }
+            Some(s) if visible(s) => Ok(Arc::clone(s)),
             _ => Err(RuntimeError::SandboxNotFound { id: id.to_owned() }),
         }
     }
@@ -214,42 +237,133 @@ impl Runtime {
         }
     }
 
-    /// Create a sandbox for `owner` and wait until its agent answers.
+    /// Create a sandbox for `owner` and wait until its agent answers. With the default limits
+    /// and a pool, it is a claim of a pre-started sandbox.
     pub async fn create(&self, owner: Option<&str>, new: NewSandbox) -> Result<SandboxRecord, RuntimeError> {
         self.check_limits(&new.limits)?;
         let expires_ms = self.expiry(new.ttl)?;
-        let id = format!("sbx_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
-        let sandbox = {
-            let mut sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
-            let live = sandboxes.values().filter(|s| !s.state().is_final()).count();
-            if live >= self.inner.config.max_sandboxes {
-                return Err(RuntimeError::SandboxLimit { max: self.inner.config.max_sandboxes });
+        if new.limits == self.inner.config.default_limits {
+            if let Some(record) = self.claim(owner, &new, expires_ms).await {
+                return Ok(record);
             }
-            let slot = self.with_store(|s| s.reserve_slot(&id))?;
-            let record = SandboxRecord {
-                id: id.clone(),
-                owner: owner.map(str::to_owned),
-                status: Status::now(SandboxState::Pending, "created", "starting"),
-                created_ms: now_ms(),
-                expires_ms,
-                limits: new.limits,
-                env: new.env,
-                metadata: new.metadata,
-                workdir: new.workdir,
-                slot,
-            };
-            self.save(&record);
-            let sandbox = Arc::new(Sandbox {
-                record: Mutex::new(record),
-                lifecycle: tokio::sync::Mutex::new(()),
-                live: Mutex::new(None),
-                commands: Mutex::new(Vec::new()),
-            });
-            sandboxes.insert(id, Arc::clone(&sandbox));
-            sandbox
-        };
+        }
+        let sandbox = self.register(owner, new, expires_ms, false)?;
         let _lifecycle = sandbox.lifecycle.lock().await;
         self.start(&sandbox, "started").await
+    }
+
+    /// Take a running sandbox from the pool and give it to `owner`. Each pool sandbox is
+    /// popped by exactly one caller, so none is handed out twice.
+    async fn claim(
+        &self,
+        owner: Option<&str>,
+        new: &NewSandbox,
+        expires_ms: Option<i64>,
+    ) -> Option<SandboxRecord> {
+        loop {
+            let sandbox = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).pop()?;
+            self.inner.pool_claimed.notify_one();
+            let _lifecycle = sandbox.lifecycle.lock().await;
+            if sandbox.state() != SandboxState::Running {
+                continue;
+            }
+            let record = {
+                let mut record = sandbox.record.lock().unwrap_or_else(|e| e.into_inner());
+                record.owner = owner.map(str::to_owned);
+                record.pooled = false;
+                record.env = new.env.clone();
+                record.metadata = new.metadata.clone();
+                record.workdir = new.workdir.clone();
+                record.created_ms = now_ms();
+                record.expires_ms = expires_ms;
+                record.status =
+                    Status::now(SandboxState::Running, "started", "running (claimed from the pool)");
+                record.clone()
+            };
+            self.save(&record);
+            return Some(record);
+        }
+    }
+
+    /// Make the record of a new sandbox, counting it against the server's maximum.
+    fn register(
+        &self,
+        owner: Option<&str>,
+        new: NewSandbox,
+        expires_ms: Option<i64>,
+        pooled: bool,
+    ) -> Result<Arc<Sandbox>, RuntimeError> {
+        let id = format!("sbx_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
+        let mut sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
+        let live = sandboxes.values().filter(|s| !s.state().is_final()).count();
+        if live >= self.inner.config.max_sandboxes {
+            return Err(RuntimeError::SandboxLimit { max: self.inner.config.max_sandboxes });
+        }
+        let slot = self.with_store(|s| s.reserve_slot(&id))?;
+        let record = SandboxRecord {
+            id: id.clone(),
+            owner: owner.map(str::to_owned),
+            status: Status::now(SandboxState::Pending, "created", "starting"),
+            created_ms: now_ms(),
+            expires_ms,
+            limits: new.limits,
+            env: new.env,
+            metadata: new.metadata,
+            workdir: new.workdir,
+            slot,
+            pooled,
+        };
+        self.save(&record);
+        let sandbox = Arc::new(Sandbox {
+            record: Mutex::new(record),
+            lifecycle: tokio::sync::Mutex::new(()),
+            live: Mutex::new(None),
+            commands: Mutex::new(Vec::new()),
+        });
+        sandboxes.insert(id, Arc::clone(&sandbox));
+        Ok(sandbox)
+    }
+
+    /// Keep `pool_size` sandboxes with the default limits started and ready, one at a time.
+    fn spawn_pool_filler(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let runtime = Runtime { inner };
+                let ready = runtime.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
+                if ready >= runtime.inner.config.pool_size {
+                    let claimed = Arc::clone(&runtime.inner.pool_claimed);
+                    // The filler must not keep the runtime alive while it waits.
+                    drop(runtime);
+                    // Checked again after a claim, or after a while in case one was missed.
+                    let _ = tokio::time::timeout(Duration::from_secs(5), claimed.notified()).await;
+                    continue;
+                }
+                let new = NewSandbox {
+                    limits: runtime.inner.config.default_limits.clone(),
+                    env: BTreeMap::new(),
+                    metadata: BTreeMap::new(),
+                    ttl: None,
+                    workdir: "/workspace".to_owned(),
+                };
+                let started = match runtime.register(None, new, None, true) {
+                    Ok(sandbox) => {
+                        let _lifecycle = sandbox.lifecycle.lock().await;
+                        runtime.start(&sandbox, "pooled").await.map(|_| Arc::clone(&sandbox))
+                    }
+                    Err(e) => Err(e),
+                };
+                match started {
+                    Ok(sandbox) => runtime.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).push(sandbox),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot fill the pool; trying again in 5 s");
+                        drop(runtime);
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
+        });
     }
 
     /// Launch the sandbox's agent; the caller holds its lifecycle lock.
@@ -329,7 +443,7 @@ impl Runtime {
         let mut records: Vec<SandboxRecord> = sandboxes
             .values()
             .map(|s| s.record())
-            .filter(|r| r.owner.as_deref() == owner)
+            .filter(|r| !r.pooled && r.owner.as_deref() == owner)
             .filter(|r| filter.states.is_empty() || filter.states.contains(&r.status.state))
             .filter(|r| filter.metadata.iter().all(|(k, v)| r.metadata.get(k) == Some(v)))
             .collect();
@@ -518,7 +632,8 @@ impl Runtime {
             }
             commands.push(Arc::clone(&handle));
         }
-        tokio::spawn(follow(Arc::clone(&handle), answers, Arc::clone(&self.inner.store), permit));
+        let (store, tally) = (Arc::clone(&self.inner.store), Arc::clone(&self.inner.tally));
+        tokio::spawn(follow(Arc::clone(&handle), answers, store, tally, permit));
         Ok(handle)
     }
 
@@ -630,7 +745,9 @@ impl Runtime {
         }
         let running_commands =
             self.inner.config.max_concurrent_commands - self.inner.command_slots.available_permits();
-        RuntimeStats { sandboxes: by_state, running_commands, pool_ready: 0 }
+        let pool_ready = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let commands_ended = self.inner.tally.snapshot();
+        RuntimeStats { sandboxes: by_state, running_commands, pool_ready, commands_ended }
     }
 
     /// Pause every running sandbox, for a clean server stop: they come back paused.

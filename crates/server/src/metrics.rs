@@ -64,6 +64,24 @@ impl Metrics {
         let _ = writeln!(out, "# HELP airlock_commands_started_total Commands started.\n# TYPE airlock_commands_started_total counter");
         let _ =
             writeln!(out, "airlock_commands_started_total {}", self.commands_started.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP airlock_commands_ended_total Commands ended, by status.\n# TYPE airlock_commands_ended_total counter"
+        );
+        for (status, count, _) in &stats.commands_ended {
+            let _ = writeln!(out, "airlock_commands_ended_total{{status=\"{}\"}} {count}", status.as_str());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP airlock_command_duration_seconds_sum Wall time of ended commands, by status.\n# TYPE airlock_command_duration_seconds_sum counter"
+        );
+        for (status, _, seconds) in &stats.commands_ended {
+            let _ = writeln!(
+                out,
+                "airlock_command_duration_seconds_sum{{status=\"{}\"}} {seconds:.3}",
+                status.as_str()
+            );
+        }
         let _ = writeln!(out, "# HELP airlock_pool_ready Pre-started sandboxes ready to be claimed.\n# TYPE airlock_pool_ready gauge");
         let _ = writeln!(out, "airlock_pool_ready {}", stats.pool_ready);
         let _ = writeln!(
@@ -128,7 +146,13 @@ mod tests {
             Some("SANDBOX_NOT_FOUND"),
         );
         metrics.command_started();
-        let text = metrics.render(&RuntimeStats::default());
+        let stats = RuntimeStats {
+            commands_ended: vec![(airlock_runtime::CommandStatus::Timeout, 2, 1.5)],
+            ..RuntimeStats::default()
+        };
+        let text = metrics.render(&stats);
+        assert!(text.contains("airlock_commands_ended_total{status=\"timeout\"} 2"), "{text}");
+        assert!(text.contains("airlock_command_duration_seconds_sum{status=\"timeout\"} 1.500"), "{text}");
         assert!(
             text.contains(
                 "airlock_http_requests_total{method=\"GET\",route=\"/v1/sandboxes/{id}\",status=\"404\"} 2"
