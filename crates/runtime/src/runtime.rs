@@ -249,7 +249,12 @@ impl Runtime {
         }
         let sandbox = self.register(owner, new, expires_ms, false)?;
         let _lifecycle = sandbox.lifecycle.lock().await;
-        self.start(&sandbox, "started").await
+        let started = self.start(&sandbox, "started").await;
+        if started.is_err() {
+            // A sandbox that never ran has nothing worth keeping but its `failed` record.
+            remove_sandbox_dir(&self.inner.config, &sandbox.record().id);
+        }
+        started
     }
 
     /// Take a running sandbox from the pool and give it to `owner`. Each pool sandbox is
