@@ -101,15 +101,6 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         max_file_bytes: resolved.max_file_bytes,
         tmp_size_bytes: resolved.tmp_size_bytes.unwrap_or(64 << 20),
     };
-    let max = &settings.max_limits;
-    let max_limits = SandboxLimits {
-        memory_bytes: max.memory_bytes,
-        max_pids: max.max_pids,
-        cpu_millis: max.cpu_millis,
-        max_open_files: max.max_open_files,
-        max_file_bytes: max.max_file_bytes,
-        tmp_size_bytes: max.tmp_size_bytes,
-    };
     let cgroup = crate::request::cgroup_preference(resolved.platform.cgroups_version);
     let protections = crate::request::protections(&resolved.platform, cgroup);
     let runtime_config = RuntimeConfig {
@@ -117,7 +108,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         airlock_exe: std::env::current_exe().context("cannot find the airlock binary itself")?,
         protections,
         default_limits,
-        max_limits,
+        max_limits: settings.max_limits.clone(),
         default_ttl: settings.default_ttl_seconds.map(Duration::from_secs),
         max_ttl: settings.max_ttl_seconds.map(Duration::from_secs),
         max_sandboxes: settings.max_sandboxes,

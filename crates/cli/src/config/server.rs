@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 
+use airlock_runtime::SandboxLimits;
 use serde::Deserialize;
 
 use super::limits::Field;
@@ -51,23 +52,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// The most a sandbox may ask for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MaxLimits {
-    /// Memory in bytes.
-    pub memory_bytes: u64,
-    /// CPU millicores; none for no maximum.
-    pub cpu_millis: Option<u64>,
-    /// Processes.
-    pub max_pids: u64,
-    /// Open files per process.
-    pub max_open_files: u64,
-    /// File size; none for no maximum.
-    pub max_file_bytes: Option<u64>,
-    /// `/tmp` size.
-    pub tmp_size_bytes: u64,
-}
-
 /// `[server]` with every default filled in and every value checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
@@ -92,7 +76,7 @@ pub struct ServerSettings {
     /// Log line format.
     pub log_format: LogFormat,
     /// The most a sandbox may ask for.
-    pub max_limits: MaxLimits,
+    pub max_limits: SandboxLimits,
 }
 
 /// Environment variables that override `[server]`, with the key each one sets.
@@ -218,7 +202,7 @@ fn settle(s: &ServerSection) -> Result<ServerSettings, ConfigError> {
     let size = |field: Field, name: &str, q: Option<&Quantity>, default: u64| -> Result<u64, ConfigError> {
         q.map_or(Ok(default), |q| quantity(field, &format!("server.max_limits.{name}"), q))
     };
-    let max_limits = MaxLimits {
+    let max_limits = SandboxLimits {
         memory_bytes: size(Field::MemoryBytes, "memory_bytes", max.memory_bytes.as_ref(), 4 << 30)?,
         cpu_millis: max.cpu.as_ref().map(|q| quantity(Field::Cpu, "server.max_limits.cpu", q)).transpose()?,
         max_pids: count("server.max_limits.max_pids", max.max_pids.unwrap_or(1024), 1..=4_194_304)?,
