@@ -69,6 +69,8 @@ struct State {
 
 /// A command the runtime follows.
 pub struct CommandHandle {
+    /// The command's id, fixed at creation (also in the record), for lookups without a lock.
+    id: String,
     state: Mutex<State>,
     /// The number of events so far; bumped on each one.
     changed: watch::Sender<u64>,
@@ -80,6 +82,7 @@ pub struct CommandHandle {
 impl CommandHandle {
     pub(crate) fn new(record: CommandRecord, agent: Arc<AgentConn>, agent_id: u64) -> Arc<CommandHandle> {
         Arc::new(CommandHandle {
+            id: record.id.clone(),
             state: Mutex::new(State { record, events: Vec::new() }),
             changed: watch::channel(0).0,
             agent,
@@ -89,6 +92,11 @@ impl CommandHandle {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The command's id.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The record as it stands.

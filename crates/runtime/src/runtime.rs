@@ -566,10 +566,20 @@ impl Runtime {
         id: &str,
         action: &'static str,
     ) -> Result<Arc<AgentConn>, RuntimeError> {
+        self.running(owner, id, action).map(|(_, conn)| conn)
+    }
+
+    /// A running sandbox and its agent.
+    fn running(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+        action: &'static str,
+    ) -> Result<(Arc<Sandbox>, Arc<AgentConn>), RuntimeError> {
         let sandbox = self.find(owner, id)?;
         let state = sandbox.state();
         match (state, sandbox.conn()) {
-            (SandboxState::Running, Some(conn)) => Ok(conn),
+            (SandboxState::Running, Some(conn)) => Ok((sandbox, conn)),
             _ => Err(RuntimeError::WrongState { id: id.to_owned(), state, action }),
         }
     }
@@ -581,8 +591,7 @@ impl Runtime {
         id: &str,
         spec: CommandSpec,
     ) -> Result<Arc<CommandHandle>, RuntimeError> {
-        let conn = self.running_agent(owner, id, "run a command")?;
-        let sandbox = self.find(owner, id)?;
+        let (sandbox, conn) = self.running(owner, id, "run a command")?;
         let record = sandbox.record();
         let max_output = self.inner.config.max_output_bytes;
         if spec.max_output_bytes > max_output {
@@ -651,8 +660,9 @@ impl Runtime {
     ) -> Result<Arc<CommandHandle>, RuntimeError> {
         let sandbox = self.find(owner, id)?;
         let commands = sandbox.commands.lock().unwrap_or_else(|e| e.into_inner());
-        commands.iter().find(|c| c.record().id == command_id).cloned().ok_or_else(|| {
-            RuntimeError::CommandNotFound { sandbox_id: id.to_owned(), id: command_id.to_owned() }
+        commands.iter().find(|c| c.id() == command_id).cloned().ok_or_else(|| RuntimeError::CommandNotFound {
+            sandbox_id: id.to_owned(),
+            id: command_id.to_owned(),
         })
     }
 

@@ -75,7 +75,7 @@ pub async fn run(
         return Ok((StatusCode::ACCEPTED, Json(CommandView::from(handle.record()))).into_response());
     }
     if wants_stream {
-        let command_id = handle.record().id;
+        let command_id = handle.id().to_owned();
         let start = Event::default().event("start").data(serde_json::json!({ "id": command_id }).to_string());
         let events = futures_util::StreamExt::chain(
             futures_util::stream::once(async move { Ok::<_, Infallible>(start) }),
