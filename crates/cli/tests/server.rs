@@ -428,10 +428,11 @@ fn root_fifty_hostile_sandboxes_at_once_leave_the_server_answering() {
         });
         let ended = server.get(&path).json();
         // At the memory limit the kernel's OOM killer may pick the command's runner instead of
-        // the command: the command then ends `failed`, and the agent kills what it left.
+        // the command: the command then ends `failed`, and the agent kills what it left. On a
+        // slow machine the memory bomb may still be reclaiming pages at its timeout.
         let expected: &[&str] = match i % 3 {
             0 => &["timeout", "exited", "failed"],
-            1 => &["signaled", "exited", "failed"],
+            1 => &["signaled", "exited", "failed", "timeout"],
             _ => &["ok"],
         };
         assert!(expected.contains(&ended["status"].as_str().unwrap()), "payload {i}: {ended}");
