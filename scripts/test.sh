@@ -17,6 +17,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# The code-context tests draw a matplotlib figure with the system Python, which sandboxes see
+# (through /usr). pip installs it under /usr/local; Debian's own package pulls in far more.
+if [ "$(id -u)" -eq 0 ] && ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+  /usr/bin/python3 -m pip --version >/dev/null 2>&1 || {
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+  }
+  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --break-system-packages \
+    --root-user-action=ignore matplotlib
+fi
 
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -13,6 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
+use crate::context::{self, Contexts, Msg};
 use crate::files::{self, WriteOptions};
 use crate::protocol::{Event, Op, Request, Response};
 
@@ -61,6 +62,7 @@ pub fn serve(runner: Vec<OsString>) -> std::io::Result<()> {
     let control = std::fs::File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let replies = Replies(Arc::new(Mutex::new(control.try_clone()?)));
     let table: Table = Arc::default();
+    let contexts: Contexts = Arc::default();
     let runner = Arc::new(runner);
     for line in BufReader::new(control).lines() {
         let line = line?;
@@ -131,6 +133,23 @@ pub fn serve(runner: Vec<OsString>) -> std::io::Result<()> {
                     // The command's thread sees the flag once its runner exists.
                     Ok(None) => replies.send(id, Event::Done),
                     Err(message) => replies.send(id, Event::Error { message }),
+                }
+            }
+            Op::ContextStart(spec) => context::start(id, spec, Arc::clone(&runner), &contexts, &replies),
+            Op::RunCode(run) => {
+                let name = run.context.clone();
+                if let Err(message) = context::send(&contexts, &name, Msg::Run(id, run)) {
+                    replies.send(id, Event::Error { message });
+                }
+            }
+            Op::Interrupt { context: name } => {
+                if let Err(message) = context::send(&contexts, &name, Msg::Interrupt(id)) {
+                    replies.send(id, Event::Error { message });
+                }
+            }
+            Op::ContextStop { context: name } => {
+                if let Err(message) = context::stop(&contexts, &name, id) {
+                    replies.send(id, Event::Error { message });
                 }
             }
             Op::ReadFile { path, offset, length } => {

@@ -116,6 +116,8 @@ fn run(
                     runner_exit = serde_json::from_slice(&body).ok();
                     continue;
                 }
+                // Only kernels have a control channel; a command's runner sends none.
+                Frame::Control => continue,
                 Frame::Stdout => (OutputStream::Stdout, 0),
                 Frame::Stderr => (OutputStream::Stderr, 1),
             };
@@ -172,7 +174,8 @@ fn lock(table: &Table) -> std::sync::MutexGuard<'_, std::collections::HashMap<u6
     table.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn read_frame(r: &mut impl Read) -> Option<(Frame, Vec<u8>)> {
+/// One frame from a runner's output, or `None` at its end.
+pub(crate) fn read_frame(r: &mut impl Read) -> Option<(Frame, Vec<u8>)> {
     let mut header = [0u8; 5];
     r.read_exact(&mut header).ok()?;
     let len = u32::from_le_bytes([header[1], header[2], header[3], header[4]]) as usize;
@@ -184,13 +187,13 @@ fn read_frame(r: &mut impl Read) -> Option<(Frame, Vec<u8>)> {
 /// Turns a byte stream cut at arbitrary places into text without splitting a UTF-8 sequence:
 /// an incomplete sequence at the end of a chunk waits for the next one.
 #[derive(Default)]
-struct Utf8Chunks {
+pub(crate) struct Utf8Chunks {
     pending: Vec<u8>,
 }
 
 impl Utf8Chunks {
     /// The text of everything so far that forms whole characters; invalid bytes become U+FFFD.
-    fn push(&mut self, bytes: &[u8]) -> String {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
         let mut text = String::new();
         loop {
@@ -219,7 +222,7 @@ impl Utf8Chunks {
     }
 
     /// What is left at the end of the stream: an incomplete sequence becomes U+FFFD.
-    fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         let text = String::from_utf8_lossy(&self.pending).into_owned();
         self.pending.clear();
         text

@@ -4,21 +4,47 @@
 //! exactly those processes and nothing else in the sandbox.
 //!
 //! Its standard output is a stream of frames for the agent: a tag byte ([`Frame`]), a 4-byte
-//! little-endian length, then the bytes. The command's own standard input is the runner's.
+//! little-endian length, then the bytes. The command's own standard input is the runner's, except
+//! with a control channel (a code context's kernel, see [`RunnerOptions::control`]).
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
+
+/// Names the descriptor a kernel reads its requests from (see [`RunnerOptions::control`]).
+pub const REQUEST_FD_ENV: &str = "AIRLOCK_REQUEST_FD";
+/// Names the descriptor a kernel writes its control messages to.
+pub const CONTROL_FD_ENV: &str = "AIRLOCK_CONTROL_FD";
+
+/// How the runner runs its command.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerOptions {
+    /// Working directory of the command.
+    pub cwd: PathBuf,
+    /// Kill the command's whole tree after this long.
+    pub timeout: Option<Duration>,
+    /// Run the command as a code context's kernel: its standard input is `/dev/null`, the
+    /// runner's standard input reaches it as the inherited descriptor named by
+    /// [`REQUEST_FD_ENV`], and what it writes to the descriptor named by [`CONTROL_FD_ENV`]
+    /// comes out as [`Frame::Control`] frames, each after all the output the command wrote
+    /// before it. The command leads a process group of its own, so that an interrupt can reach
+    /// its foreground children too.
+    pub control: bool,
+}
 
 /// Kinds of frame on the runner's standard output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +58,8 @@ pub enum Frame {
     Exit = 3,
     /// The first frame: the command's pid, as decimal text.
     Started = 4,
+    /// Bytes a kernel wrote to its control descriptor (only with [`RunnerOptions::control`]).
+    Control = 5,
 }
 
 impl Frame {
@@ -42,6 +70,7 @@ impl Frame {
             2 => Some(Frame::Stderr),
             3 => Some(Frame::Exit),
             4 => Some(Frame::Started),
+            5 => Some(Frame::Control),
             _ => None,
         }
     }
@@ -69,11 +98,11 @@ pub struct RunnerExit {
     pub max_rss_bytes: u64,
 }
 
-/// Run `argv` in `cwd` with an optional timeout, writing frames to stdout. Returns the runner's
-/// exit status (0 once the exit frame is written).
-pub fn main(argv: &[String], cwd: &Path, timeout: Option<Duration>) -> i32 {
+/// Run `argv` as `options` say, writing frames to stdout. Returns the runner's exit status (0 once
+/// the exit frame is written).
+pub fn main(argv: &[String], options: &RunnerOptions) -> i32 {
     let out = Arc::new(Mutex::new(std::io::stdout()));
-    let exit = run(argv, cwd, timeout, &out);
+    let exit = run(argv, options, &out);
     let body = serde_json::to_vec(&exit).unwrap_or_default();
     match write_frame(&out, Frame::Exit, &body) {
         Ok(()) => 0,
@@ -81,12 +110,29 @@ pub fn main(argv: &[String], cwd: &Path, timeout: Option<Duration>) -> i32 {
     }
 }
 
-fn run(
-    argv: &[String],
-    cwd: &Path,
-    timeout: Option<Duration>,
-    out: &Arc<Mutex<std::io::Stdout>>,
-) -> RunnerExit {
+/// The descriptors a kernel gets besides its standard ones: both without close-on-exec, so that
+/// they survive the exec, and closed in the runner once the kernel is started.
+struct KernelFds {
+    request: OwnedFd,
+    control_write: OwnedFd,
+    control_read: OwnedFd,
+}
+
+impl KernelFds {
+    fn new() -> nix::Result<KernelFds> {
+        let request = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| e.raw_os_error().map_or(Errno::EBADF, Errno::from_raw))?;
+        let (control_read, control_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        for inherited in [&request, &control_write] {
+            fcntl(inherited.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))?;
+        }
+        Ok(KernelFds { request, control_write, control_read })
+    }
+}
+
+fn run(argv: &[String], options: &RunnerOptions, out: &Arc<Mutex<std::io::Stdout>>) -> RunnerExit {
     let failed = |message: String| RunnerExit {
         exit_code: Some(127),
         spawn_error: Some(message),
@@ -101,24 +147,47 @@ fn run(
     // Every thread is started before the command exists: a fork bomb can use up the sandbox's
     // process limit (threads count) at once, and a runner that cannot start its threads then
     // would have to give up on a tree it no longer controls.
-    let pipe = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC);
     let (Ok((out_read, out_write)), Ok((err_read, err_write))) = (pipe(), pipe()) else {
         return failed("cannot create the command's output pipes".to_owned());
     };
-    let mut pumps = Vec::new();
-    for (frame, read) in [(Frame::Stdout, out_read), (Frame::Stderr, err_read)] {
+    let kernel = match options.control.then(KernelFds::new).transpose() {
+        Ok(kernel) => kernel,
+        Err(e) => return failed(format!("cannot create the kernel's control pipe: {e}")),
+    };
+    let mut sources = vec![(Frame::Stdout, out_read), (Frame::Stderr, err_read)];
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .current_dir(&options.cwd)
+        .stdout(Stdio::from(out_write))
+        .stderr(Stdio::from(err_write));
+    let kept_for_kernel = match kernel {
+        Some(fds) => {
+            sources.push((Frame::Control, fds.control_read));
+            command
+                .stdin(Stdio::null())
+                .process_group(0)
+                .env(REQUEST_FD_ENV, fds.request.as_raw_fd().to_string())
+                .env(CONTROL_FD_ENV, fds.control_write.as_raw_fd().to_string());
+            Some((fds.request, fds.control_write))
+        }
+        None => {
+            command.stdin(Stdio::inherit());
+            None
+        }
+    };
+    let pump = {
         let out = Arc::clone(out);
-        match std::thread::Builder::new()
-            .spawn(move || pump(Box::new(std::fs::File::from(read)), frame, &out))
-        {
-            Ok(pump) => pumps.push(pump),
+        match std::thread::Builder::new().spawn(move || pump(sources, &out)) {
+            Ok(pump) => pump,
             Err(e) => return failed(format!("cannot start a thread: {e}")),
         }
-    }
+    };
     // The timer kills the tree at the deadline; this thread reaps (the main child and every
     // orphan that lands here) until the main child has ended.
     let (finished, finished_rx) = mpsc::channel::<()>();
-    let timer = match timeout {
+    let timer = match options.timeout {
         None => None,
         Some(limit) => {
             let timer = std::thread::Builder::new().spawn(move || match finished_rx.recv_timeout(limit) {
@@ -134,13 +203,10 @@ fn run(
             }
         }
     };
-    let spawned = Command::new(program)
-        .args(args)
-        .current_dir(cwd)
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::from(out_write))
-        .stderr(Stdio::from(err_write))
-        .spawn();
+    let spawned = command.spawn();
+    // The kernel has its copies now; the runner's would keep the control pipe from ending.
+    drop(kept_for_kernel);
+    drop(command);
     let child = match spawned {
         Ok(child) => child,
         Err(e) => {
@@ -167,9 +233,7 @@ fn run(
     // that the output pipes close and nothing of this command outlives it.
     kill_tree(nix::unistd::getpid().as_raw());
     while !matches!(waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)), Err(Errno::ECHILD)) {}
-    for pump in pumps {
-        let _ = pump.join();
-    }
+    let _ = pump.join();
     let mut exit = match status {
         Ok((exit_code, signal)) => RunnerExit { exit_code, signal, timed_out, ..RunnerExit::default() },
         Err(e) => {
@@ -186,16 +250,60 @@ fn run(
     exit
 }
 
-fn pump(mut reader: Box<dyn Read + Send>, frame: Frame, out: &Mutex<std::io::Stdout>) {
+/// Pass what the command writes on as frames until every source has ended. One thread polls all
+/// sources, so that a control message goes out only after everything the command wrote to its
+/// output before it: the kernel writes its output first, so that output is in the pipes by the
+/// time the control message is readable, and is drained first.
+fn pump(sources: Vec<(Frame, OwnedFd)>, out: &Mutex<std::io::Stdout>) {
+    let mut open: Vec<(Frame, std::fs::File)> =
+        sources.into_iter().map(|(frame, fd)| (frame, std::fs::File::from(fd))).collect();
+    for (_, file) in &open {
+        let _ = fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    }
     let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                if write_frame(out, frame, &buf[..n]).is_err() {
-                    return;
+    while !open.is_empty() {
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd> =
+                open.iter().map(|(_, file)| PollFd::new(file.as_fd(), PollFlags::POLLIN)).collect();
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+            fds.iter().map(|fd| fd.revents().is_some_and(|r| !r.is_empty())).collect()
+        };
+        let control_ready = open.iter().zip(&ready).any(|((frame, _), r)| *r && *frame == Frame::Control);
+        let mut ended = Vec::new();
+        for (i, (frame, file)) in open.iter_mut().enumerate() {
+            // Output sources are drained whenever a control message waits, ready or not;
+            // otherwise each ready source gets one read per round, so none starves the others.
+            let drain = control_ready && *frame != Frame::Control;
+            if !(ready[i] || drain) {
+                continue;
+            }
+            let mut reads = 0;
+            while drain || reads == 0 {
+                reads += 1;
+                match file.read(&mut buf) {
+                    Ok(0) => {
+                        ended.push(i);
+                        break;
+                    }
+                    Ok(n) => {
+                        if write_frame(out, *frame, &buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        ended.push(i);
+                        break;
+                    }
                 }
             }
+        }
+        for i in ended.into_iter().rev() {
+            open.remove(i);
         }
     }
 }
@@ -282,7 +390,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_their_tags() {
-        for f in [Frame::Stdout, Frame::Stderr, Frame::Exit, Frame::Started] {
+        for f in [Frame::Stdout, Frame::Stderr, Frame::Exit, Frame::Started, Frame::Control] {
             assert_eq!(Frame::from_tag(f as u8), Some(f));
         }
         assert_eq!(Frame::from_tag(9), None);

@@ -25,6 +25,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Manage the server's API keys (in its data directory; the server need not run).
     Keys(KeysArgs),
+    /// Run code on a running `airlock serve` and stream its output: once in a fresh sandbox, or
+    /// in a context of a sandbox, which keeps its state between runs.
+    Exec(Box<ExecArgs>),
     /// Internal: start a long-lived sandbox from a spec file, its agent driven over stdin.
     #[command(hide = true)]
     Launch(LaunchArgs),
@@ -195,6 +198,58 @@ pub enum KeysAction {
     },
 }
 
+/// Flags of `airlock exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// File of code to run; `-`, or none with standard input not a terminal, reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// The code to run, instead of a file.
+    #[arg(short = 'c', long, value_name = "CODE")]
+    pub code: Option<String>,
+    /// The language (default: from FILE's extension, else python).
+    #[arg(short = 'l', long, value_enum)]
+    pub language: Option<ExecLanguage>,
+    /// The server, as http://HOST[:PORT] (plain HTTP only).
+    #[arg(long, value_name = "URL", env = "AIRLOCK_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// API key, for a server that has keys.
+    #[arg(long, value_name = "KEY", env = "AIRLOCK_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Run in a context of this running sandbox (state kept between runs); else once in a fresh one.
+    #[arg(long, value_name = "ID")]
+    pub sandbox: Option<String>,
+    /// The context to run in (with --sandbox; default: the language's default context).
+    #[arg(long, value_name = "ID")]
+    pub context: Option<String>,
+    /// Stop the run after this long, e.g. 500ms, 30s, 2m.
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Handler mode: call the code's handler with this JSON event.
+    #[arg(long, value_name = "JSON")]
+    pub event: Option<String>,
+    /// File (or `-`) on the standard input of a one-shot run.
+    #[arg(long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Print the collected answer as one JSON document instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The languages `airlock exec` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecLanguage {
+    /// Python 3.
+    #[value(alias = "py")]
+    Python,
+    /// JavaScript on Node.js.
+    #[value(alias = "js")]
+    Javascript,
+    /// Bash.
+    #[value(alias = "sh")]
+    Bash,
+}
+
 /// Flags of the internal `airlock launch`.
 #[derive(Debug, Args)]
 pub struct LaunchArgs {
@@ -212,6 +267,9 @@ pub struct AgentRunArgs {
     /// Kill the command and all it started after this many milliseconds.
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+    /// Run the command as a code context's kernel, with a control channel.
+    #[arg(long)]
+    pub control: bool,
     /// The command.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,

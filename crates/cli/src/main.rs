@@ -6,6 +6,7 @@ mod concurrency;
 mod config;
 mod doctor;
 mod error;
+mod exec;
 mod human;
 mod launch;
 mod report;
@@ -24,12 +25,16 @@ fn main() {
         Command::Doctor(args) => doctor::main(&args),
         Command::Serve(args) => serve::main(&args),
         Command::Keys(args) => serve::keys(&args),
+        Command::Exec(args) => exec::main(*args),
         Command::Launch(args) => launch::main(&args),
         Command::Agent => launch::agent(),
         Command::AgentRun(args) => airlock_agent::runner::main(
             &args.argv,
-            &args.cwd,
-            args.timeout_ms.map(std::time::Duration::from_millis),
+            &airlock_agent::runner::RunnerOptions {
+                cwd: args.cwd,
+                timeout: args.timeout_ms.map(std::time::Duration::from_millis),
+                control: args.control,
+            },
         ),
     };
     std::process::exit(code);

@@ -4,8 +4,6 @@
 //! reaches the host.
 
 mod common;
-// Shared with server.rs, which uses the parts this file does not.
-#[allow(dead_code)]
 mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -37,6 +37,7 @@ const ETC_FROM_HOST: &[&str] = &[
     "ca-certificates.conf",
     "pki",
     "crypto-policies",
+    "fonts",
     "localtime",
     "timezone",
     "protocols",

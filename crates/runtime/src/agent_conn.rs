@@ -16,8 +16,9 @@ const MAX_LINE_BYTES: usize = 16 << 20;
 
 struct Waiter {
     events: mpsc::UnboundedSender<Event>,
-    /// A command's stream lasts until its exit; any other request ends with its first answer.
-    until_exit: bool,
+    /// A command's or a code run's stream lasts until its last event; any other request ends
+    /// with its first answer.
+    streams: bool,
 }
 
 type Waiters = Arc<Mutex<HashMap<u64, Waiter>>>;
@@ -59,7 +60,7 @@ impl AgentConn {
                 let mut waiters = waiters.lock().unwrap_or_else(|e| e.into_inner());
                 let finished = match waiters.get(&response.id) {
                     Some(w) => {
-                        let last = !w.until_exit || matches!(response.event, Event::Exit(_));
+                        let last = !w.streams || response.event.ends_stream();
                         let _ = w.events.send(response.event);
                         last
                     }
@@ -78,9 +79,9 @@ impl AgentConn {
     /// Send `op` and return its id and the stream of its answers.
     pub async fn open(&self, op: Op) -> Result<(u64, mpsc::UnboundedReceiver<Event>), Hangup> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let until_exit = matches!(op, Op::Start(_));
+        let streams = matches!(op, Op::Start(_) | Op::RunCode(_));
         let (tx, rx) = mpsc::unbounded_channel();
-        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Waiter { events: tx, until_exit });
+        self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Waiter { events: tx, streams });
         let mut line = serde_json::to_vec(&Request { id, op }).map_err(|_| Hangup)?;
         line.push(b'\n');
         let mut writer = self.writer.lock().await;

@@ -218,20 +218,26 @@ fn status_of(exit: &ExitInfo) -> CommandStatus {
     }
 }
 
-/// Ended commands by status: how many, and their wall time in seconds, for metrics.
-#[derive(Default)]
-pub(crate) struct Tally(Mutex<BTreeMap<CommandStatus, (u64, f64)>>);
+/// Ended commands (or code runs) by status: how many, and their wall time in seconds, for
+/// metrics.
+pub(crate) struct Tally<S>(Mutex<BTreeMap<S, (u64, f64)>>);
 
-impl Tally {
-    fn count(&self, record: &CommandRecord) {
+impl<S> Default for Tally<S> {
+    fn default() -> Self {
+        Tally(Mutex::new(BTreeMap::new()))
+    }
+}
+
+impl<S: Ord + Copy> Tally<S> {
+    pub(crate) fn count(&self, status: S, duration_ms: u64) {
         let mut tally = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = tally.entry(record.status).or_default();
+        let entry = tally.entry(status).or_default();
         entry.0 += 1;
-        entry.1 += record.usage.duration_ms as f64 / 1000.0;
+        entry.1 += duration_ms as f64 / 1000.0;
     }
 
     /// (status, count, seconds) for every status seen.
-    pub(crate) fn snapshot(&self) -> Vec<(CommandStatus, u64, f64)> {
+    pub(crate) fn snapshot(&self) -> Vec<(S, u64, f64)> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(s, (n, t))| (*s, *n, *t)).collect()
     }
 }
@@ -242,7 +248,7 @@ pub(crate) async fn follow(
     handle: Arc<CommandHandle>,
     mut answers: mpsc::UnboundedReceiver<Event>,
     store: Arc<Mutex<Store>>,
-    tally: Arc<Tally>,
+    tally: Arc<Tally<CommandStatus>>,
     permit: OwnedSemaphorePermit,
 ) {
     let mut record = None;
@@ -274,7 +280,7 @@ pub(crate) async fn follow(
             Some("the sandbox stopped before the command ended".to_owned()),
         )
     });
-    tally.count(&record);
+    tally.count(record.status, record.usage.duration_ms);
     let saved = store.lock().unwrap_or_else(|e| e.into_inner()).save_command(&record);
     if let Err(e) = saved {
         tracing::error!(command = %record.id, error = %e, "cannot store a command's end");

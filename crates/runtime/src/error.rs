@@ -51,6 +51,30 @@ pub enum RuntimeError {
         /// The command id asked for.
         id: String,
     },
+    /// No code context with this id in the sandbox.
+    #[error("no context {id} in sandbox {sandbox_id}")]
+    ContextNotFound {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The context id asked for.
+        id: String,
+    },
+    /// The sandbox has as many contexts as it may.
+    #[error("the sandbox already has {max} contexts, the most it may have")]
+    ContextLimit {
+        /// The maximum.
+        max: usize,
+    },
+    /// A context's interpreter could not be started.
+    #[error("sandbox {sandbox_id}: the {language} context could not start: {message}")]
+    ContextStartFailed {
+        /// The sandbox.
+        sandbox_id: String,
+        /// The context's language.
+        language: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// The sandbox is in a state that does not allow the action.
     #[error("sandbox {id} is {state}; cannot {action}", state = state.as_str())]
     WrongState {
@@ -140,6 +164,9 @@ impl RuntimeError {
             RuntimeError::Invalid { .. } => "INVALID_ARGUMENT",
             RuntimeError::SandboxNotFound { .. } => "SANDBOX_NOT_FOUND",
             RuntimeError::CommandNotFound { .. } => "COMMAND_NOT_FOUND",
+            RuntimeError::ContextNotFound { .. } => "CONTEXT_NOT_FOUND",
+            RuntimeError::ContextLimit { .. } => "CONTEXT_LIMIT_REACHED",
+            RuntimeError::ContextStartFailed { .. } => "CONTEXT_START_FAILED",
             RuntimeError::WrongState { .. } => "SANDBOX_STATE_CONFLICT",
             RuntimeError::CommandEnded { .. } => "COMMAND_NOT_RUNNING",
             RuntimeError::SandboxLimit { .. } => "SANDBOX_LIMIT_REACHED",
@@ -168,12 +195,16 @@ impl RuntimeError {
     pub fn class(&self) -> ErrorClass {
         match self {
             RuntimeError::Invalid { .. } | RuntimeError::AgentRefused { .. } => ErrorClass::Invalid,
-            RuntimeError::SandboxNotFound { .. } | RuntimeError::CommandNotFound { .. } => {
-                ErrorClass::NotFound
-            }
+            RuntimeError::SandboxNotFound { .. }
+            | RuntimeError::CommandNotFound { .. }
+            | RuntimeError::ContextNotFound { .. } => ErrorClass::NotFound,
             RuntimeError::WrongState { .. } | RuntimeError::CommandEnded { .. } => ErrorClass::Conflict,
-            RuntimeError::SandboxLimit { .. } | RuntimeError::CommandLimit { .. } => ErrorClass::LimitReached,
-            RuntimeError::AgentUnavailable { .. } => ErrorClass::Unavailable,
+            RuntimeError::SandboxLimit { .. }
+            | RuntimeError::CommandLimit { .. }
+            | RuntimeError::ContextLimit { .. } => ErrorClass::LimitReached,
+            RuntimeError::AgentUnavailable { .. } | RuntimeError::ContextStartFailed { .. } => {
+                ErrorClass::Unavailable
+            }
             RuntimeError::File { kind, .. } => match kind {
                 FileErrorKind::NotFound => ErrorClass::NotFound,
                 FileErrorKind::PermissionDenied => ErrorClass::Forbidden,
@@ -200,6 +231,20 @@ impl RuntimeError {
             RuntimeError::CommandNotFound { .. } => {
                 "list the sandbox's commands with GET /v1/sandboxes/{id}/commands".to_owned()
             }
+            RuntimeError::ContextNotFound { .. } => {
+                "list the sandbox's contexts with GET /v1/sandboxes/{id}/contexts; contexts end when \
+                 their sandbox is paused or the server restarts"
+                    .to_owned()
+            }
+            RuntimeError::ContextLimit { .. } => {
+                "delete contexts you no longer need with DELETE /v1/sandboxes/{id}/contexts/{context_id}"
+                    .to_owned()
+            }
+            RuntimeError::ContextStartFailed { language, .. } => format!(
+                "the sandbox needs the {} interpreter on its PATH (`python3`, `node` or `bash`); the \
+                 message says what went wrong",
+                language
+            ),
             RuntimeError::WrongState { state, .. } => match state {
                 SandboxState::Paused => "resume it first: POST /v1/sandboxes/{id}/resume".to_owned(),
                 SandboxState::Pending | SandboxState::Stopping => "wait a moment and try again".to_owned(),

@@ -7,22 +7,30 @@
 mod agent_conn;
 mod command;
 mod config;
+mod context;
 mod error;
 mod files;
 pub mod keys;
 mod launch;
 mod model;
+mod oneshot;
 mod runtime;
 mod store;
 
+pub use airlock_agent::protocol::{CodeMode, Language};
 pub use airlock_agent::protocol::{FileErrorKind, FileInfo, FileKind, MAX_LIST_DEPTH};
 pub use command::{CommandEvent, CommandHandle, Logs};
 pub use config::RuntimeConfig;
+pub use context::{
+    CodeEvent, CodeEvents, CodeOutcome, CodeResult, CodeRun, CodeStatus, CodeUsage, ContextRecord,
+    NewContext, MAX_CONTEXTS_PER_SANDBOX,
+};
 pub use error::{ErrorClass, RuntimeError};
 pub use files::{FileChunk, FileReader, Listing, WriteOptions};
 pub use model::{
     now_ms, CommandRecord, CommandSpec, CommandStatus, CommandUsage, NewSandbox, Page, SandboxFilter,
     SandboxLimits, SandboxRecord, SandboxState, Status,
 };
+pub use oneshot::OneShot;
 pub use runtime::{Runtime, RuntimeStats};
 pub use store::{Store, StoredKey};

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::agent_conn::AgentConn;
 use crate::command::{follow, CommandHandle, Tally};
 use crate::config::RuntimeConfig;
+use crate::context::{CodeStatus, ContextTable};
 use crate::error::RuntimeError;
 use crate::launch::{self, LaunchContext, LaunchEnd};
 use crate::model::{
@@ -35,6 +36,8 @@ struct Live {
     launcher_pid: Option<u32>,
     /// Set before the runtime stops the sandbox, so its end is not taken for a failure.
     stopping: Arc<AtomicBool>,
+    /// Its code contexts, which live as long as its agent.
+    contexts: Arc<ContextTable>,
 }
 
 struct Sandbox {
@@ -68,7 +71,9 @@ struct Inner {
     /// Wakes the pool filler after a claim.
     pool_claimed: Arc<tokio::sync::Notify>,
     /// Ended commands by status.
-    tally: Arc<Tally>,
+    tally: Arc<Tally<CommandStatus>>,
+    /// Ended runs of code in contexts by status.
+    code_tally: Arc<Tally<CodeStatus>>,
 }
 
 /// Counts for metrics and health.
@@ -82,6 +87,8 @@ pub struct RuntimeStats {
     pub pool_ready: usize,
     /// Ended commands by status: how many, and their wall time in seconds.
     pub commands_ended: Vec<(CommandStatus, u64, f64)>,
+    /// Ended runs of code in contexts by status: how many, and their wall time in seconds.
+    pub code_runs_ended: Vec<(CodeStatus, u64, f64)>,
 }
 
 /// The runtime. Cheap to clone; every clone is the same runtime.
@@ -148,6 +155,7 @@ impl Runtime {
                 pool: Mutex::new(Vec::new()),
                 pool_claimed: Arc::new(tokio::sync::Notify::new()),
                 tally: Arc::default(),
+                code_tally: Arc::default(),
             }),
         };
         runtime.spawn_reaper();
@@ -388,6 +396,7 @@ impl Runtime {
                     ended: launched.ended.clone(),
                     launcher_pid: launched.launcher_pid,
                     stopping: Arc::clone(&stopping),
+                    contexts: Arc::default(),
                 };
                 *sandbox.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(live);
                 self.watch_end(sandbox, launched.ended, stopping);
@@ -569,6 +578,32 @@ impl Runtime {
         self.running(owner, id, action).map(|(_, conn)| conn)
     }
 
+    /// A running sandbox's record, agent and code contexts.
+    pub(crate) fn running_contexts(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+        action: &'static str,
+    ) -> Result<(SandboxRecord, Arc<AgentConn>, Arc<ContextTable>), RuntimeError> {
+        let (sandbox, conn) = self.running(owner, id, action)?;
+        let live = sandbox.live.lock().unwrap_or_else(|e| e.into_inner());
+        let contexts = live.as_ref().map(|l| Arc::clone(&l.contexts)).unwrap_or_default();
+        drop(live);
+        Ok((sandbox.record(), conn, contexts))
+    }
+
+    /// Count a run of code that ended, for metrics.
+    pub(crate) fn count_code_run(&self, status: CodeStatus, duration_ms: u64) {
+        self.inner.code_tally.count(status, duration_ms);
+    }
+
+    /// One of the server's slots for running commands and code, held until dropped.
+    pub(crate) fn command_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RuntimeError> {
+        Arc::clone(&self.inner.command_slots)
+            .try_acquire_owned()
+            .map_err(|_| RuntimeError::CommandLimit { max: self.inner.config.max_concurrent_commands })
+    }
+
     /// A running sandbox and its agent.
     fn running(
         &self,
@@ -600,9 +635,7 @@ impl Runtime {
                 reason: format!("{} is above the server's maximum of {max_output}", spec.max_output_bytes),
             });
         }
-        let permit = Arc::clone(&self.inner.command_slots)
-            .try_acquire_owned()
-            .map_err(|_| RuntimeError::CommandLimit { max: self.inner.config.max_concurrent_commands })?;
+        let permit = self.command_slot()?;
         let mut env: Vec<(String, String)> = record.env.into_iter().collect();
         env.extend(spec.env);
         let cwd = spec.cwd.unwrap_or(record.workdir);
@@ -762,7 +795,8 @@ impl Runtime {
             self.inner.config.max_concurrent_commands - self.inner.command_slots.available_permits();
         let pool_ready = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
         let commands_ended = self.inner.tally.snapshot();
-        RuntimeStats { sandboxes: by_state, running_commands, pool_ready, commands_ended }
+        let code_runs_ended = self.inner.code_tally.snapshot();
+        RuntimeStats { sandboxes: by_state, running_commands, pool_ready, commands_ended, code_runs_ended }
     }
 
     /// Pause every running sandbox, for a clean server stop: they come back paused.

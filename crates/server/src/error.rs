@@ -19,6 +19,9 @@ pub const REGISTRY: &[(&str, u16, &str)] = &[
     ("METHOD_NOT_ALLOWED", 405, "the path exists but not with this method"),
     ("SANDBOX_NOT_FOUND", 404, "no sandbox with this id belongs to the caller"),
     ("COMMAND_NOT_FOUND", 404, "no command with this id in the sandbox"),
+    ("CONTEXT_NOT_FOUND", 404, "no code context with this id in the sandbox"),
+    ("CONTEXT_LIMIT_REACHED", 429, "the sandbox has as many code contexts as it may"),
+    ("CONTEXT_START_FAILED", 503, "a code context's interpreter could not start"),
     ("SANDBOX_STATE_CONFLICT", 409, "the sandbox's state does not allow the action"),
     ("COMMAND_NOT_RUNNING", 409, "the command has already ended"),
     ("SANDBOX_LIMIT_REACHED", 429, "the server has as many sandboxes as it allows"),
@@ -148,6 +151,13 @@ mod tests {
             RuntimeError::CommandLimit { max: 1 },
             RuntimeError::Invalid { field: "f".into(), reason: "r".into() },
             RuntimeError::AgentUnavailable { id: "x".into(), reason: "r".into() },
+            RuntimeError::ContextNotFound { sandbox_id: "x".into(), id: "c".into() },
+            RuntimeError::ContextLimit { max: 1 },
+            RuntimeError::ContextStartFailed {
+                sandbox_id: "x".into(),
+                language: "python",
+                message: "m".into(),
+            },
         ];
         let files = [
             FileErrorKind::NotFound,

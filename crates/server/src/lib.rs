@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod api_code;
 pub mod api_files;
 pub mod auth;
 pub mod error;
@@ -28,7 +29,7 @@ use axum::Router;
 use tracing::Instrument;
 
 pub use crate::metrics::Metrics;
-use crate::routes::{commands, files, sandboxes, system};
+use crate::routes::{code, commands, files, sandboxes, system};
 pub use crate::state::AppState;
 
 /// Largest JSON body accepted.
@@ -74,6 +75,12 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/files/mkdir", post(files::mkdir))
         .route("/sandboxes/{id}/files/move", post(files::move_file))
         .route("/sandboxes/{id}/files/text", get(files::read_text).put(files::write_text))
+        .route("/sandboxes/{id}/contexts", post(code::create_context).get(code::list_contexts))
+        .route("/sandboxes/{id}/contexts/{context_id}", get(code::get_context).delete(code::delete_context))
+        .route("/sandboxes/{id}/contexts/{context_id}/restart", post(code::restart_context))
+        .route("/sandboxes/{id}/contexts/{context_id}/interrupt", post(code::interrupt_context))
+        .route("/sandboxes/{id}/code", post(code::run_code))
+        .route("/run", post(code::run_once))
         .route("/info", get(system::info));
     Router::new()
         .nest("/v1", v1)

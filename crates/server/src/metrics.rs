@@ -1,5 +1,6 @@
 //! Prometheus text exposition for `/metrics`: requests and their durations by route, errors by
-//! code, commands started, and the runtime's gauges (sandboxes by state, running commands).
+//! code, commands started, commands and code runs ended, and the runtime's gauges (sandboxes by
+//! state, running commands).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -79,6 +80,24 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "airlock_command_duration_seconds_sum{{status=\"{}\"}} {seconds:.3}",
+                status.as_str()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP airlock_code_runs_total Runs of code in contexts that ended, by status.\n# TYPE airlock_code_runs_total counter"
+        );
+        for (status, count, _) in &stats.code_runs_ended {
+            let _ = writeln!(out, "airlock_code_runs_total{{status=\"{}\"}} {count}", status.as_str());
+        }
+        let _ = writeln!(
+            out,
+            "# HELP airlock_code_run_duration_seconds_sum Wall time of runs of code that ended, by status.\n# TYPE airlock_code_run_duration_seconds_sum counter"
+        );
+        for (status, _, seconds) in &stats.code_runs_ended {
+            let _ = writeln!(
+                out,
+                "airlock_code_run_duration_seconds_sum{{status=\"{}\"}} {seconds:.3}",
                 status.as_str()
             );
         }

@@ -2,12 +2,12 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{commands, files, sandboxes, system};
+use crate::routes::{code, commands, files, sandboxes, system};
 
 /// Airlock's native API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Airlock", description = "Sandboxes for untrusted code: lifecycle, commands, files and operations."),
+    info(title = "Airlock", description = "Sandboxes for untrusted code: lifecycle, commands, code, files and operations."),
     paths(
         sandboxes::create, sandboxes::list, sandboxes::get, sandboxes::delete, sandboxes::renew,
         sandboxes::pause, sandboxes::resume,
@@ -15,11 +15,14 @@ use crate::routes::{commands, files, sandboxes, system};
         commands::signal, commands::kill,
         files::upload, files::upload_multipart, files::download, files::list, files::stat, files::mkdir,
         files::move_file, files::remove, files::read_text, files::write_text,
+        code::create_context, code::list_contexts, code::get_context, code::delete_context,
+        code::restart_context, code::interrupt_context, code::run_code, code::run_once,
         system::health, system::info, system::metrics,
     ),
     tags(
         (name = "sandboxes", description = "Long-lived sandboxes and their lifecycle"),
         (name = "commands", description = "Commands inside a sandbox"),
+        (name = "code", description = "Stateful Python, JavaScript and Bash contexts, and one-shot runs"),
         (name = "files", description = "Files inside a sandbox, by paths that resolve in the sandbox"),
         (name = "operations", description = "Health, information and metrics"),
     ),

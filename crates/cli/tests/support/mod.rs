@@ -1,5 +1,7 @@
 //! A real `airlock serve` on a free port with its own data directory, and a minimal HTTP/1.1
 //! client (one connection per request) to drive it.
+// Shared by several test files, each of which uses only part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -129,31 +131,16 @@ impl Server {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> std::io::Result<Reply> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
-        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-        if let Some(key) = &self.key {
-            if !headers
-                .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("x-api-key"))
-            {
-                head += &format!("Authorization: Bearer {key}\r\n");
-            }
-        }
-        for (name, value) in headers {
-            head += &format!("{name}: {value}\r\n");
-        }
-        let body = body.unwrap_or("");
-        if !body.is_empty() || method == "POST" {
-            if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
-                head += "Content-Type: application/json\r\n";
-            }
-            head += &format!("Content-Length: {}\r\n", body.len());
-        }
-        head += "\r\n";
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(body.as_bytes())?;
-        read_reply(stream)
+        request_to(self.port, self.key.as_deref(), method, path, body, headers)
+    }
+
+    /// POST from another thread, so that the caller can act while the request is under way.
+    pub fn post_in_background(&self, path: &str, body: &Value) -> std::thread::JoinHandle<Reply> {
+        let (port, key, path, body) = (self.port, self.key.clone(), path.to_owned(), body.to_string());
+        std::thread::spawn(move || {
+            request_to(port, key.as_deref(), "POST", &path, Some(&body), &[])
+                .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        })
     }
 
     pub fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
@@ -196,6 +183,50 @@ impl Drop for Server {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+fn request_to(
+    port: u16,
+    key: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(key) = key {
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("x-api-key"))
+        {
+            head += &format!("Authorization: Bearer {key}\r\n");
+        }
+    }
+    for (name, value) in headers {
+        head += &format!("{name}: {value}\r\n");
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method == "POST" {
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+            head += "Content-Type: application/json\r\n";
+        }
+        head += &format!("Content-Length: {}\r\n", body.len());
+    }
+    head += "\r\n";
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body.as_bytes())?;
+    read_reply(stream)
+}
+
+/// Wait until `done` holds, up to 30 s.
+pub fn wait_for(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for a condition");
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -1,5 +1,6 @@
 //! The routes, one module per resource.
 
+pub mod code;
 pub mod commands;
 pub mod files;
 pub mod sandboxes;

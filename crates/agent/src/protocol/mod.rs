@@ -2,7 +2,10 @@
 //! Requests carry an `id` that every answer to them repeats, so several commands can run at once
 //! and their output can interleave on the one socket.
 
+mod code;
+
 use base64::Engine;
+pub use code::{CodeEnd, CodeMode, ContextStartRequest, Language, RunCodeRequest, RunStatus};
 use serde::{Deserialize, Serialize};
 
 /// A request from the runtime.
@@ -48,6 +51,25 @@ pub enum Op {
     Kill {
         /// The id of the command's `start` request.
         command: u64,
+    },
+    /// Start a code context's kernel. Answered with [`Event::ContextReady`] once it is ready,
+    /// or [`Event::Error`].
+    ContextStart(ContextStartRequest),
+    /// Run code in a context. Answered with any number of [`Event::Output`] and
+    /// [`Event::CodeResult`], at most one [`Event::CodeError`], then one [`Event::CodeEnd`]; or
+    /// with one [`Event::Error`] (no such context, or one run is already going on in it).
+    RunCode(RunCodeRequest),
+    /// Interrupt the run going on in a context, as its timeout would. Answered with
+    /// [`Event::Done`] (also when no run is going on).
+    Interrupt {
+        /// The context's name.
+        context: String,
+    },
+    /// Stop a context: its kernel and everything it started are killed. Answered with
+    /// [`Event::Done`] once they are dead.
+    ContextStop {
+        /// The context's name.
+        context: String,
     },
     /// Read part of a regular file. Answered with [`Event::FileData`] or [`Event::FileError`].
     ReadFile {
@@ -246,6 +268,31 @@ pub enum Event {
         /// Whether entries were left out beyond [`MAX_LIST_ENTRIES`].
         truncated: bool,
     },
+    /// A context's kernel is ready, answering [`Op::ContextStart`].
+    ContextReady {
+        /// The kernel's pid inside the sandbox.
+        pid: i32,
+    },
+    /// A value a run produced: the last expression's (`main`), a figure, or a handler's return
+    /// value.
+    CodeResult {
+        /// Whether this is the run's own value rather than something it displayed.
+        main: bool,
+        /// The value in one or more MIME types (`text/plain`, `text/html`, `image/png` in base64,
+        /// `application/json` as JSON), as the kernel rendered it.
+        data: serde_json::Map<String, serde_json::Value>,
+    },
+    /// The error a run raised.
+    CodeError {
+        /// Its type, e.g. `ZeroDivisionError`.
+        name: String,
+        /// Its message.
+        value: String,
+        /// The traceback, one entry per frame or line, as the language prints it.
+        traceback: Vec<String>,
+    },
+    /// A run ended.
+    CodeEnd(CodeEnd),
     /// A file operation failed.
     FileError {
         /// What kind of failure, for the caller to act on; `code` in JSON, since `kind` names
@@ -255,6 +302,14 @@ pub enum Event {
         /// What went wrong, naming the path.
         message: String,
     },
+}
+
+impl Event {
+    /// Whether this event is the last one of a stream of answers ([`Op::Start`],
+    /// [`Op::RunCode`]).
+    pub fn ends_stream(&self) -> bool {
+        matches!(self, Event::Exit(_) | Event::CodeEnd(_) | Event::Error { .. })
+    }
 }
 
 /// One file, directory or other entry, as [`Op::Stat`] and [`Op::List`] describe it.

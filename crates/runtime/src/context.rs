@@ -1,0 +1,577 @@
+//! Code contexts in running sandboxes: stateful Python, JavaScript and Bash interpreters kept by
+//! the sandbox's agent, and runs of code in them. A context lives as long as its sandbox's agent:
+//! a pause or a server restart ends it (memory state is not kept). Runs in one context take
+//! turns; runs in different contexts go on at once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_agent::protocol::{
+    CodeEnd, CodeMode, ContextStartRequest, Event, Language, Op, OutputStream, RunCodeRequest, RunStatus,
+};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::agent_conn::AgentConn;
+use crate::error::RuntimeError;
+use crate::model::now_ms;
+use crate::runtime::Runtime;
+
+/// Contexts one sandbox may have at once.
+pub const MAX_CONTEXTS_PER_SANDBOX: usize = 32;
+
+/// A code context, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContextRecord {
+    /// `ctx_…`, or the language's name for its default context.
+    pub id: String,
+    /// Its interpreter.
+    pub language: Language,
+    /// Working directory of its interpreter.
+    pub cwd: String,
+    /// Environment added to the sandbox's.
+    pub env: BTreeMap<String, String>,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// Runs since its interpreter last started.
+    pub execution_count: u64,
+    /// Whether a run is going on.
+    pub running: bool,
+    /// Times its interpreter was started afresh (by request, or after a run it did not survive).
+    pub restarts: u64,
+}
+
+/// A context to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewContext {
+    /// Its interpreter.
+    pub language: Language,
+    /// Working directory; the sandbox's workdir when none.
+    pub cwd: Option<String>,
+    /// Environment added to the sandbox's.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Code to run in a context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeRun {
+    /// The context; without it, the default context of `language` (created on first use).
+    pub context: Option<String>,
+    /// The language of the default context to use when no context is named.
+    pub language: Language,
+    /// The code.
+    pub code: String,
+    /// Cell or handler.
+    pub mode: CodeMode,
+    /// The handler's argument, in handler mode.
+    pub event: Option<Value>,
+    /// Interrupt the run after this long.
+    pub timeout: Option<Duration>,
+    /// Output kept; the rest is dropped and the outcome says so.
+    pub max_output_bytes: u64,
+}
+
+/// How a run of code ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CodeStatus {
+    /// It ran to its end (for a script: exit code 0).
+    Ok,
+    /// It raised an error (for a script: a non-zero exit or a signal).
+    Error,
+    /// An interrupt request stopped it.
+    Interrupted,
+    /// Its timeout stopped it.
+    Timeout,
+    /// Its interpreter ended during the run; the context was started afresh.
+    ContextLost,
+    /// It could not be run at all; `message` says why.
+    Failed,
+}
+
+impl CodeStatus {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeStatus::Ok => "ok",
+            CodeStatus::Error => "error",
+            CodeStatus::Interrupted => "interrupted",
+            CodeStatus::Timeout => "timeout",
+            CodeStatus::ContextLost => "context_lost",
+            CodeStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What a run used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CodeUsage {
+    /// Wall-clock time in milliseconds.
+    pub duration_ms: u64,
+    /// CPU time in milliseconds.
+    pub cpu_ms: u64,
+    /// Peak resident memory of the interpreter, in bytes.
+    pub max_rss_bytes: u64,
+    /// Bytes written to stdout (kept or not).
+    pub stdout_bytes: u64,
+    /// Bytes written to stderr (kept or not).
+    pub stderr_bytes: u64,
+}
+
+/// The end of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeOutcome {
+    /// The context it ran in (none for a one-shot script).
+    pub context: Option<String>,
+    /// How it ended.
+    pub status: CodeStatus,
+    /// Its number in its context.
+    pub execution_count: Option<u64>,
+    /// Bash and scripts: the exit status.
+    pub exit_code: Option<i32>,
+    /// `CONTEXT_RESTARTED` when the context was killed and started afresh because the code ignored
+    /// its interrupt, `CONTEXT_LOST` when the interpreter ended during the run.
+    pub code: Option<&'static str>,
+    /// Why, when the status is not `ok` or `error`.
+    pub message: Option<String>,
+    /// Whether output beyond the cap was dropped.
+    pub output_truncated: bool,
+    /// What it used.
+    pub usage: CodeUsage,
+}
+
+/// One thing a run produced, in order; [`CodeEvent::End`] is last.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CodeEvent {
+    /// Output on stdout.
+    Stdout(String),
+    /// Output on stderr.
+    Stderr(String),
+    /// A value: the last expression's (`main`), a figure, or a handler's return value.
+    Result {
+        /// Whether it is the run's own value.
+        main: bool,
+        /// The value by MIME type.
+        data: Map<String, Value>,
+    },
+    /// The error the code raised.
+    Error {
+        /// Its type.
+        name: String,
+        /// Its message.
+        value: String,
+        /// Its traceback.
+        traceback: Vec<String>,
+    },
+    /// The end.
+    End(CodeOutcome),
+}
+
+/// A run's events, as they come.
+pub type CodeEvents = mpsc::UnboundedReceiver<CodeEvent>;
+
+/// Everything a run produced, gathered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeResult {
+    /// Everything written to stdout (up to the cap).
+    pub stdout: String,
+    /// Everything written to stderr (up to the cap).
+    pub stderr: String,
+    /// Every value, in order.
+    pub results: Vec<(bool, Map<String, Value>)>,
+    /// The error, if one was raised: name, value, traceback.
+    pub error: Option<(String, String, Vec<String>)>,
+    /// The end.
+    pub outcome: CodeOutcome,
+}
+
+impl CodeResult {
+    /// Gather a run's events until its end.
+    pub async fn collect(mut events: CodeEvents) -> CodeResult {
+        let mut result = CodeResult {
+            stdout: String::new(),
+            stderr: String::new(),
+            results: Vec::new(),
+            error: None,
+            outcome: failed_outcome(None, "the run ended without an outcome".to_owned()),
+        };
+        while let Some(event) = events.recv().await {
+            match event {
+                CodeEvent::Stdout(text) => result.stdout.push_str(&text),
+                CodeEvent::Stderr(text) => result.stderr.push_str(&text),
+                CodeEvent::Result { main, data } => result.results.push((main, data)),
+                CodeEvent::Error { name, value, traceback } => result.error = Some((name, value, traceback)),
+                CodeEvent::End(outcome) => {
+                    result.outcome = outcome;
+                    break;
+                }
+            }
+        }
+        result
+    }
+}
+
+pub(crate) fn failed_outcome(context: Option<String>, message: String) -> CodeOutcome {
+    CodeOutcome {
+        context,
+        status: CodeStatus::Failed,
+        execution_count: None,
+        exit_code: None,
+        code: None,
+        message: Some(message),
+        output_truncated: false,
+        usage: CodeUsage::default(),
+    }
+}
+
+/// The contexts of one running sandbox; dropped with its agent.
+#[derive(Default)]
+pub(crate) struct ContextTable {
+    entries: Mutex<BTreeMap<String, Arc<Context>>>,
+    /// Held while a context is created, so that two first uses of a default context make one.
+    creating: tokio::sync::Mutex<()>,
+}
+
+struct Context {
+    record: Mutex<ContextRecord>,
+    /// Held for the whole of each run: runs in one context take turns.
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl Context {
+    fn record(&self) -> ContextRecord {
+        self.record.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ContextRecord)) {
+        f(&mut self.record.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+}
+
+impl ContextTable {
+    fn get(&self, sandbox_id: &str, id: &str) -> Result<Arc<Context>, RuntimeError> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.get(id).cloned().ok_or_else(|| RuntimeError::ContextNotFound {
+            sandbox_id: sandbox_id.to_owned(),
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl Runtime {
+    /// Create a context and start its interpreter.
+    pub async fn create_context(
+        &self,
+        owner: Option<&str>,
+        sandbox_id: &str,
+        new: NewContext,
+    ) -> Result<ContextRecord, RuntimeError> {
+        let id = format!("ctx_{}", &uuid::Uuid::new_v4().simple().to_string()[..20]);
+        self.start_context(owner, sandbox_id, id, new).await.map(|c| c.record())
+    }
+
+    async fn start_context(
+        &self,
+        owner: Option<&str>,
+        sandbox_id: &str,
+        id: String,
+        new: NewContext,
+    ) -> Result<Arc<Context>, RuntimeError> {
+        if let Some(cwd) = &new.cwd {
+            if !cwd.starts_with('/') {
+                return Err(RuntimeError::Invalid {
+                    field: "cwd".to_owned(),
+                    reason: "must be an absolute path inside the sandbox".to_owned(),
+                });
+            }
+        }
+        let (record, conn, table) = self.running_contexts(owner, sandbox_id, "create a context")?;
+        let _creating = table.creating.lock().await;
+        if let Ok(existing) = table.get(sandbox_id, &id) {
+            return Ok(existing);
+        }
+        let count = table.entries.lock().unwrap_or_else(|e| e.into_inner()).len();
+        if count >= MAX_CONTEXTS_PER_SANDBOX {
+            return Err(RuntimeError::ContextLimit { max: MAX_CONTEXTS_PER_SANDBOX });
+        }
+        let cwd = new.cwd.unwrap_or(record.workdir);
+        let mut env: Vec<(String, String)> = record.env.into_iter().collect();
+        env.extend(new.env.clone());
+        let start =
+            ContextStartRequest { context: id.clone(), language: new.language, cwd: cwd.clone(), env };
+        start_kernel(&conn, sandbox_id, Op::ContextStart(start), new.language).await?;
+        let context = Arc::new(Context {
+            record: Mutex::new(ContextRecord {
+                id: id.clone(),
+                language: new.language,
+                cwd,
+                env: new.env,
+                created_ms: now_ms(),
+                execution_count: 0,
+                running: false,
+                restarts: 0,
+            }),
+            turn: tokio::sync::Mutex::new(()),
+        });
+        table.entries.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&context));
+        Ok(context)
+    }
+
+    /// The contexts of a running sandbox.
+    pub fn contexts(
+        &self,
+        owner: Option<&str>,
+        sandbox_id: &str,
+    ) -> Result<Vec<ContextRecord>, RuntimeError> {
+        let (_, _, table) = self.running_contexts(owner, sandbox_id, "list its contexts")?;
+        let entries = table.entries.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(entries.values().map(|c| c.record()).collect())
+    }
+
+    /// One context.
+    pub fn context(
+        &self,
+        owner: Option<&str>,
+        sandbox_id: &str,
+        id: &str,
+    ) -> Result<ContextRecord, RuntimeError> {
+        let (_, _, table) = self.running_contexts(owner, sandbox_id, "get a context")?;
+        Ok(table.get(sandbox_id, id)?.record())
+    }
+
+    /// Stop a context's interpreter and forget it; a run going on in it ends `context_lost`.
+    pub async fn delete_context(
+        &self,
+        owner: Option<&str>,
+        sandbox_id: &str,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        let (_, conn, table) = self.running_contexts(owner, sandbox_id, "delete a context")?;
+        table.get(sandbox_id, id)?;
+        table.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        match conn.call(Op::ContextStop { context: id.to_owned() }).await {
+            Ok(Event::Done) => Ok(()),
+            Ok(Event::Error { message }) => {
+                Err(RuntimeError::AgentRefused { id: sandbox_id.to_owned(), message })
+            }
+            _ => Err(agent_gone(sandbox_id)),
+        }
+    }
+
+    /// Start a context's interpreter afresh: its state is gone, its id and settings stay. A run
+    /// going on in it ends `context_lost`.
+    pub async fn restart_context(
+        &self,
+        owner: Option<&str>,
+        sandbox_id: &str,
+        id: &str,
+    ) -> Result<ContextRecord, RuntimeError> {
+        let (record, conn, table) = self.running_contexts(owner, sandbox_id, "restart a context")?;
+        let context = table.get(sandbox_id, id)?;
+        let _creating = table.creating.lock().await;
+        match conn.call(Op::ContextStop { context: id.to_owned() }).await {
+            Ok(Event::Done | Event::Error { .. }) => {}
+            _ => return Err(agent_gone(sandbox_id)),
+        }
+        let spec = context.record();
+        let mut env: Vec<(String, String)> = record.env.into_iter().collect();
+        env.extend(spec.env.clone());
+        let start = ContextStartRequest {
+            context: id.to_owned(),
+            language: spec.language,
+            cwd: spec.cwd.clone(),
+            env,
+        };
+        if let Err(e) = start_kernel(&conn, sandbox_id, Op::ContextStart(start), spec.language).await {
+            table.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+            return Err(e);
+        }
+        context.update(|r| {
+            r.execution_count = 0;
+            r.restarts += 1;
+        });
+        Ok(context.record())
+    }
+
+    /// Interrupt the run going on in a context, as its timeout would: the interpreter keeps its
+    /// state; one that ignores the interrupt is restarted.
+    pub async fn interrupt_context(
+        &self,
+        owner: Option<&str>,
+        sandbox_id: &str,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        let (_, conn, table) = self.running_contexts(owner, sandbox_id, "interrupt a context")?;
+        table.get(sandbox_id, id)?;
+        match conn.call(Op::Interrupt { context: id.to_owned() }).await {
+            Ok(Event::Done) => Ok(()),
+            Ok(Event::Error { message }) => {
+                Err(RuntimeError::AgentRefused { id: sandbox_id.to_owned(), message })
+            }
+            _ => Err(agent_gone(sandbox_id)),
+        }
+    }
+
+    /// Run code in a context; the events come as the run goes. It waits its turn behind the
+    /// context's other runs.
+    pub async fn run_code(
+        &self,
+        owner: Option<&str>,
+        sandbox_id: &str,
+        run: CodeRun,
+    ) -> Result<CodeEvents, RuntimeError> {
+        let max_output = self.config().max_output_bytes;
+        if run.max_output_bytes > max_output {
+            return Err(RuntimeError::Invalid {
+                field: "max_output_bytes".to_owned(),
+                reason: format!("{} is above the server's maximum of {max_output}", run.max_output_bytes),
+            });
+        }
+        if run.mode == CodeMode::Handler && run.language == Language::Bash && run.context.is_none() {
+            return Err(RuntimeError::Invalid {
+                field: "language".to_owned(),
+                reason: "handler mode is for python and javascript".to_owned(),
+            });
+        }
+        let (_, conn, table) = self.running_contexts(owner, sandbox_id, "run code")?;
+        let context = match &run.context {
+            Some(id) => table.get(sandbox_id, id)?,
+            None => {
+                let id = run.language.as_str().to_owned();
+                match table.get(sandbox_id, &id) {
+                    Ok(context) => context,
+                    Err(_) => {
+                        let new = NewContext { language: run.language, cwd: None, env: BTreeMap::new() };
+                        self.start_context(owner, sandbox_id, id, new).await?
+                    }
+                }
+            }
+        };
+        let language = context.record().language;
+        if run.mode == CodeMode::Handler && language == Language::Bash {
+            return Err(RuntimeError::Invalid {
+                field: "mode".to_owned(),
+                reason: "handler mode is for python and javascript contexts, not bash".to_owned(),
+            });
+        }
+        if language == Language::Bash && run.code.contains('\0') {
+            return Err(RuntimeError::Invalid {
+                field: "code".to_owned(),
+                reason: "bash code cannot contain a NUL character".to_owned(),
+            });
+        }
+        let permit = self.command_slot()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sandbox_id = sandbox_id.to_owned();
+        let runtime = self.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _turn = context.turn.lock().await;
+            let id = context.record().id;
+            context.update(|r| r.running = true);
+            let request = RunCodeRequest {
+                context: id.clone(),
+                code: run.code,
+                mode: run.mode,
+                event: run.event,
+                timeout_ms: run.timeout.map(|t| t.as_millis() as u64),
+                max_output_bytes: run.max_output_bytes,
+            };
+            let end = follow_run(&conn, request, &tx).await;
+            let outcome = match end {
+                Ok(end) => {
+                    context.update(|r| {
+                        r.execution_count = if end.restarted { 0 } else { end.execution_count };
+                        r.restarts += u64::from(end.restarted);
+                    });
+                    outcome_of(id, end)
+                }
+                Err(message) => failed_outcome(Some(id), format!("sandbox {sandbox_id}: {message}")),
+            };
+            context.update(|r| r.running = false);
+            runtime.count_code_run(outcome.status, outcome.usage.duration_ms);
+            let _ = tx.send(CodeEvent::End(outcome));
+        });
+        Ok(rx)
+    }
+}
+
+/// Ask the agent to start a kernel and wait until it is ready.
+async fn start_kernel(
+    conn: &AgentConn,
+    sandbox_id: &str,
+    op: Op,
+    language: Language,
+) -> Result<(), RuntimeError> {
+    match conn.call(op).await {
+        Ok(Event::ContextReady { .. }) => Ok(()),
+        Ok(Event::Error { message }) => Err(RuntimeError::ContextStartFailed {
+            sandbox_id: sandbox_id.to_owned(),
+            language: language.as_str(),
+            message,
+        }),
+        _ => Err(agent_gone(sandbox_id)),
+    }
+}
+
+/// Pass a run's events on until its end.
+async fn follow_run(
+    conn: &AgentConn,
+    request: RunCodeRequest,
+    tx: &mpsc::UnboundedSender<CodeEvent>,
+) -> Result<CodeEnd, String> {
+    let (_, mut answers) =
+        conn.open(Op::RunCode(request)).await.map_err(|_| "its agent is gone".to_owned())?;
+    while let Some(event) = answers.recv().await {
+        let passed = match event {
+            Event::Output { stream: OutputStream::Stdout, data } => CodeEvent::Stdout(data),
+            Event::Output { stream: OutputStream::Stderr, data } => CodeEvent::Stderr(data),
+            Event::CodeResult { main, data } => CodeEvent::Result { main, data },
+            Event::CodeError { name, value, traceback } => CodeEvent::Error { name, value, traceback },
+            Event::CodeEnd(end) => return Ok(end),
+            Event::Error { message } => return Err(message),
+            _ => continue,
+        };
+        // A caller that went away still lets the run finish.
+        let _ = tx.send(passed);
+    }
+    Err("its agent stopped answering during the run".to_owned())
+}
+
+fn outcome_of(context: String, end: CodeEnd) -> CodeOutcome {
+    let status = match end.status {
+        RunStatus::Ok => CodeStatus::Ok,
+        RunStatus::Error => CodeStatus::Error,
+        RunStatus::Interrupted => CodeStatus::Interrupted,
+        RunStatus::Timeout => CodeStatus::Timeout,
+        RunStatus::ContextLost => CodeStatus::ContextLost,
+    };
+    let code = match (end.status, end.restarted) {
+        (RunStatus::ContextLost, _) => Some("CONTEXT_LOST"),
+        (_, true) => Some("CONTEXT_RESTARTED"),
+        _ => None,
+    };
+    CodeOutcome {
+        context: Some(context),
+        status,
+        execution_count: Some(end.execution_count),
+        exit_code: end.exit_code,
+        code,
+        message: end.message,
+        output_truncated: end.output_truncated,
+        usage: CodeUsage {
+            duration_ms: end.duration_ms,
+            cpu_ms: end.cpu_ms,
+            max_rss_bytes: end.max_rss_bytes,
+            stdout_bytes: end.stdout_bytes,
+            stderr_bytes: end.stderr_bytes,
+        },
+    }
+}
+
+fn agent_gone(sandbox_id: &str) -> RuntimeError {
+    RuntimeError::AgentUnavailable {
+        id: sandbox_id.to_owned(),
+        reason: "its connection is closed".to_owned(),
+    }
+}
