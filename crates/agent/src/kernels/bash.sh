@@ -23,7 +23,9 @@
 #   the cell starts inherits them. As bash's manual warns, a cell that names
 #   descriptors 10 and up itself may clash with bash's copies.
 # - Kernel code that runs after user code says `builtin` and tests only in
-#   conditions, so the user's functions and set -e/-u/-x do not derail it.
+#   conditions, so the user's functions and set -e/-u/-x do not derail it;
+#   xtrace is paused between cells. A cell's `exit`, or a failure under
+#   set -e, ends the kernel as it would end a shell; the agent restarts it.
 
 # Makes every command that follows return from its function or sourced file.
 __airlock_unwind() {
@@ -53,7 +55,6 @@ unset AIRLOCK_REQUEST_FD AIRLOCK_CONTROL_FD __airlock_top
 
 __airlock_cell='builtin exec </dev/null; builtin eval "$__airlock_code"'
 __airlock_flags=$-
-__airlock_restore=
 
 printf '{"type":"ready"}\n' >&"$__airlock_ctl"
 while IFS= builtin read -r -d '' -u "$__airlock_req" __airlock_code; do

@@ -7,7 +7,7 @@
 (() => {
   'use strict';
 
-  const domain = require('domain');
+  const EventEmitter = require('events');
   const fs = require('fs');
   const Module = require('module');
   const net = require('net');
@@ -42,25 +42,27 @@
 
   // Node's own REPL gives the cell semantics: top-level declarations persist,
   // top-level await works (declarations included) and the completion value
-  // comes back. Its eval is driven directly; its streams are dummies. Its eval
-  // is normally bound to a domain, which would route this run's errors and
-  // later errors of user callbacks to the REPL's printer instead of to us, so
-  // it gets a domain whose bind() leaves the eval as it is.
+  // comes back. Its eval is driven directly; its streams are dummies. The REPL
+  // binds its eval to a domain, which would send this run's errors and later
+  // errors of user callbacks to the REPL's printer instead of to us; and a
+  // domain turns on async hooks that make every await ten times slower. So it
+  // gets a stand-in whose bind() leaves the eval as it is.
   const server = new repl.REPLServer({
     input: new Readable({ read() {} }),
     output: new Writable({ write: (chunk, encoding, done) => done() }),
     terminal: false,
     useGlobal: true,
-    domain: Object.assign(domain.create(), { bind: (fn) => fn }),
+    domain: Object.assign(new EventEmitter(), { bind: (fn) => fn }),
   });
 
-  // Synchronous JS can only be aborted by vm's breakOnSigint, a watchdog
-  // thread that terminates execution on SIGINT. This one-line script runs
-  // `fn` under it, so the REPL's eval and handler calls are interruptible.
-  // Limits, both Node's: vm detaches our SIGINT listener while it runs and
-  // re-attaches it after, and around those switches (some 25 us a run)
-  // SIGINT has its default, fatal action; and code that runs after an
-  // `await` is outside the watchdog, so a busy loop there cannot be stopped.
+  // Synchronous JS can only be aborted by vm's breakOnSigint: a watchdog
+  // thread, started for each call, terminates execution on SIGINT. This
+  // one-line script runs `fn` under it, so the REPL's eval and handler calls
+  // are interruptible. Limits, all Node's: vm detaches our SIGINT listener
+  // while it runs and re-attaches it after, and around those switches (some
+  // 50 us a run, mostly starting the thread) SIGINT has its default, fatal
+  // action; code that runs after an `await` is outside the watchdog, so a
+  // busy loop there cannot be stopped (terminating it otherwise crashes Node).
   const callContext = vm.createContext({ fn: null });
   const callScript = new vm.Script('fn()');
   function runInterruptibly(fn) {
@@ -113,7 +115,11 @@
     return new Promise((resolve, reject) => {
       runInterruptibly(() => server.eval(`${code}\n`, globalThis, `<cell ${count}>`,
         (err, value) => (err ? reject(err) : resolve(value))));
-    }).then((value) => (value === undefined ? null : result({ 'text/plain': util.inspect(value) })));
+    }).then((value) => {
+      if (value === undefined) return null;
+      server.last = value; // the REPL's `_`, as in Node's REPL
+      return result({ 'text/plain': util.inspect(value) });
+    });
   }
 
   // Handler mode runs `code` as a fresh CommonJS module through Node's own
@@ -131,7 +137,14 @@
     mod.filename = filename;
     mod.paths = Module._nodeModulePaths(dir);
     const inherited = globalHandler.runInThisContext();
-    runInterruptibly(() => compileModule(mod, code, filename));
+    const value = runInterruptibly(() => {
+      compileModule(mod, code, filename);
+      return handlerOf(mod, inherited)(event);
+    });
+    return handlerResult(await value);
+  }
+
+  function handlerOf(mod, inherited) {
     const exported = mod.exports;
     const declared = mod[Symbol.for('airlock.handler')];
     const handler = typeof exported?.handler === 'function' ? exported.handler
@@ -141,7 +154,7 @@
       throw new KernelError('HandlerNotFound',
         'no handler: set module.exports.handler or module.exports to a function, or declare function handler');
     }
-    return handlerResult(await runInterruptibly(() => handler(event)));
+    return handler;
   }
 
   function compileModule(mod, code, filename) {
