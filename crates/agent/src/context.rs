@@ -182,6 +182,8 @@ struct RunState {
     end: CodeEnd,
     decoders: [Utf8Chunks; 2],
     cpu_before: u64,
+    /// Script mode: the exit code decides the status, and a timeout kills at once.
+    script: bool,
 }
 
 impl Worker {
@@ -330,6 +332,17 @@ impl Worker {
     }
 
     fn run(&mut self, id: u64, request: RunCodeRequest) {
+        let script = request.mode == CodeMode::Script;
+        self.run_once(id, request);
+        // A script may have changed anything in its kernel: the next run gets a fresh one.
+        if script {
+            if let Some(kernel) = self.kernel.take() {
+                kernel.kill();
+            }
+        }
+    }
+
+    fn run_once(&mut self, id: u64, request: RunCodeRequest) {
         if let Err(message) = self.check(&request) {
             self.replies.send(id, Event::Error { message });
             return;
@@ -353,6 +366,9 @@ impl Worker {
                     "mode": request.mode,
                     "execution_count": self.count,
                     "event": request.event,
+                    "stdin": request.stdin,
+                    "env": request.env.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<serde_json::Map<String, Value>>(),
+                    "filename": request.filename,
                 }))
                 .unwrap_or_default();
                 bytes.push(b'\n');
@@ -371,6 +387,7 @@ impl Worker {
             end: CodeEnd { execution_count: self.count, ..CodeEnd::default() },
             decoders: Default::default(),
             cpu_before: cpu_ticks(pid),
+            script: request.mode == CodeMode::Script,
         };
         let written = self.kernel.as_mut().is_some_and(|k| k.requests.write_all(&line).is_ok());
         if !written {
@@ -429,6 +446,16 @@ impl Worker {
                     self.pending.clear();
                     return;
                 }
+                Err(mpsc::RecvTimeoutError::Timeout) if state.script => {
+                    // A program has no state worth an interrupt: its timeout kills it.
+                    if let Some(kernel) = self.kernel.take() {
+                        kernel.kill();
+                    }
+                    state.end.status = RunStatus::Timeout;
+                    state.end.message = Some("its timeout killed it".to_owned());
+                    self.finish(state);
+                    return;
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => match state.interrupted {
                     None => self.interrupt(&mut state, RunStatus::Timeout),
                     Some((status, _)) => {
@@ -450,6 +477,9 @@ impl Worker {
         match (self.spec.language, request.mode) {
             (Language::Bash, CodeMode::Handler) => {
                 Err("handler mode is for python and javascript contexts, not bash".to_owned())
+            }
+            (Language::Bash | Language::Javascript, CodeMode::Script) => {
+                Err("script mode is for python contexts".to_owned())
             }
             (Language::Bash, _) if request.code.contains('\0') => {
                 Err("bash code cannot contain a NUL character".to_owned())
@@ -502,6 +532,7 @@ impl Worker {
                 state.end.status = match state.interrupted {
                     Some((status, _)) => status,
                     None if state.error_seen => RunStatus::Error,
+                    None if state.script && state.end.exit_code != Some(0) => RunStatus::Error,
                     None => RunStatus::Ok,
                 };
                 let finished = std::mem::replace(state, RunState::placeholder());
@@ -579,6 +610,7 @@ impl RunState {
             end: CodeEnd::default(),
             decoders: Default::default(),
             cpu_before: 0,
+            script: false,
         }
     }
 }

@@ -356,3 +356,53 @@ fn root_handlers_and_one_shot_runs() {
     let bad = server.post("/v1/run", &json!({"language": "python"}));
     assert_eq!((bad.status, bad.code()), (400, "INVALID_ARGUMENT".to_owned()), "{}", bad.body);
 }
+
+#[test]
+fn root_pool_sandboxes_keep_a_warm_python_for_one_shot_runs() {
+    let server = Server::start("code-pool", &[("AIRLOCK_POOL_SIZE", "1")]);
+    let pool_ready = || server.get("/metrics").body.contains("airlock_pool_ready 1\n");
+    support::wait_for(pool_ready);
+    let script = "import os, sys\nprint(sys.argv, os.environ['GREETING'], input())\nsys.exit(7)";
+    let once = server
+        .post("/v1/run", &json!({"code": script, "stdin": "from stdin\n", "env": {"GREETING": "hi"}}))
+        .json();
+    assert_eq!((once["status"].as_str(), once["exit_code"].as_i64()), (Some("error"), Some(7)), "{once}");
+    assert_eq!(once["stdout"], "['-c'] hi from stdin\n", "{once}");
+    assert_eq!((once["context"].clone(), once["execution_count"].clone()), (Value::Null, Value::Null));
+    let metrics = server.get("/metrics").body;
+    assert!(
+        metrics.contains("airlock_code_runs_total{status=\"error\"} 1\n"),
+        "ran in the warm kernel: {metrics}"
+    );
+
+    support::wait_for(pool_ready);
+    let failing = server
+        .post("/v1/run", &json!({"files": [{"path": "app/main.py", "content": "def f():\n    raise ValueError('bad')\nf()\n"}]}))
+        .json();
+    assert_eq!(
+        (failing["status"].as_str(), failing["exit_code"].as_i64()),
+        (Some("error"), Some(1)),
+        "{failing}"
+    );
+    let stderr = failing["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("/workspace/app/main.py\", line 2, in f") && stderr.ends_with("ValueError: bad\n"),
+        "a traceback like python3's: {stderr}"
+    );
+
+    support::wait_for(pool_ready);
+    let slow =
+        server.post("/v1/run", &json!({"code": "import time\ntime.sleep(30)", "timeout_ms": 300})).json();
+    assert_eq!(slow["status"], "timeout", "{slow}");
+
+    // A sandbox claimed by a create has its Python context ready, unused.
+    support::wait_for(pool_ready);
+    let sandbox = server.create_sandbox(&json!({}));
+    let context = server.get(&format!("/v1/sandboxes/{sandbox}/contexts/python")).json();
+    assert_eq!(
+        (context["language"].as_str(), context["execution_count"].as_u64()),
+        (Some("python"), Some(0)),
+        "{context}"
+    );
+    assert_eq!(text_result(&python(&server, &sandbox, "import sys\n'-c' in sys.argv")), "False");
+}

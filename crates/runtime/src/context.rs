@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::agent_conn::AgentConn;
 use crate::error::RuntimeError;
-use crate::model::now_ms;
+use crate::model::{now_ms, SandboxRecord};
 use crate::runtime::Runtime;
 
 /// Contexts one sandbox may have at once.
@@ -286,35 +286,7 @@ impl Runtime {
             }
         }
         let (record, conn, table) = self.running_contexts(owner, sandbox_id, "create a context")?;
-        let _creating = table.creating.lock().await;
-        if let Ok(existing) = table.get(sandbox_id, &id) {
-            return Ok(existing);
-        }
-        let count = table.entries.lock().unwrap_or_else(|e| e.into_inner()).len();
-        if count >= MAX_CONTEXTS_PER_SANDBOX {
-            return Err(RuntimeError::ContextLimit { max: MAX_CONTEXTS_PER_SANDBOX });
-        }
-        let cwd = new.cwd.unwrap_or(record.workdir);
-        let mut env: Vec<(String, String)> = record.env.into_iter().collect();
-        env.extend(new.env.clone());
-        let start =
-            ContextStartRequest { context: id.clone(), language: new.language, cwd: cwd.clone(), env };
-        start_kernel(&conn, sandbox_id, Op::ContextStart(start), new.language).await?;
-        let context = Arc::new(Context {
-            record: Mutex::new(ContextRecord {
-                id: id.clone(),
-                language: new.language,
-                cwd,
-                env: new.env,
-                created_ms: now_ms(),
-                execution_count: 0,
-                running: false,
-                restarts: 0,
-            }),
-            turn: tokio::sync::Mutex::new(()),
-        });
-        table.entries.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&context));
-        Ok(context)
+        start_context_in((&record, &conn, &table), id, new).await
     }
 
     /// The contexts of a running sandbox.
@@ -460,6 +432,43 @@ impl Runtime {
                 reason: "bash code cannot contain a NUL character".to_owned(),
             });
         }
+        let request = RunCodeRequest {
+            context: context.record().id,
+            code: run.code,
+            mode: run.mode,
+            event: run.event,
+            timeout_ms: run.timeout.map(|t| t.as_millis() as u64),
+            max_output_bytes: run.max_output_bytes,
+            stdin: None,
+            env: Vec::new(),
+            filename: None,
+        };
+        self.start_run(sandbox_id, conn, context, request)
+    }
+
+    /// Run a script once in a sandbox's pre-started Python context, if it has one: the context
+    /// is retired afterwards. `None` when there is no such context.
+    pub(crate) fn run_script(
+        &self,
+        owner: Option<&str>,
+        sandbox_id: &str,
+        request: RunCodeRequest,
+    ) -> Option<Result<CodeEvents, RuntimeError>> {
+        let (_, conn, table) = self.running_contexts(owner, sandbox_id, "run code").ok()?;
+        let context = table.get(sandbox_id, Language::Python.as_str()).ok()?;
+        let request = RunCodeRequest { context: context.record().id, ..request };
+        Some(self.start_run(sandbox_id, conn, context, request))
+    }
+
+    /// Send a run to the agent once the context's earlier runs are done; its events come as
+    /// the run goes.
+    fn start_run(
+        &self,
+        sandbox_id: &str,
+        conn: Arc<AgentConn>,
+        context: Arc<Context>,
+        request: RunCodeRequest,
+    ) -> Result<CodeEvents, RuntimeError> {
         let permit = self.command_slot()?;
         let (tx, rx) = mpsc::unbounded_channel();
         let sandbox_id = sandbox_id.to_owned();
@@ -467,16 +476,8 @@ impl Runtime {
         tokio::spawn(async move {
             let _permit = permit;
             let _turn = context.turn.lock().await;
-            let id = context.record().id;
+            let id = request.context.clone();
             context.update(|r| r.running = true);
-            let request = RunCodeRequest {
-                context: id.clone(),
-                code: run.code,
-                mode: run.mode,
-                event: run.event,
-                timeout_ms: run.timeout.map(|t| t.as_millis() as u64),
-                max_output_bytes: run.max_output_bytes,
-            };
             let end = follow_run(&conn, request, &tx).await;
             let outcome = match end {
                 Ok(end) => {
@@ -494,6 +495,58 @@ impl Runtime {
         });
         Ok(rx)
     }
+}
+
+/// Start the default Python context of a sandbox for the pool, so that its first Python run,
+/// and a one-shot Python run in it, need no interpreter start-up. A host without `python3` just
+/// gets pool sandboxes without one.
+pub(crate) async fn warm_python(live: LiveParts<'_>) {
+    let new = NewContext { language: Language::Python, cwd: None, env: BTreeMap::new() };
+    let id = Language::Python.as_str().to_owned();
+    if let Err(e) = start_context_in(live, id, new).await {
+        tracing::debug!(sandbox = %live.0.id, error = %e, "no warm Python context in a pool sandbox");
+    }
+}
+
+/// A running sandbox's record, agent and contexts.
+pub(crate) type LiveParts<'a> = (&'a SandboxRecord, &'a Arc<AgentConn>, &'a Arc<ContextTable>);
+
+/// Start context `id` in a running sandbox (or find it started).
+async fn start_context_in(
+    live: LiveParts<'_>,
+    id: String,
+    new: NewContext,
+) -> Result<Arc<Context>, RuntimeError> {
+    let (record, conn, table) = live;
+    let sandbox_id = record.id.as_str();
+    let _creating = table.creating.lock().await;
+    if let Ok(existing) = table.get(sandbox_id, &id) {
+        return Ok(existing);
+    }
+    let count = table.entries.lock().unwrap_or_else(|e| e.into_inner()).len();
+    if count >= MAX_CONTEXTS_PER_SANDBOX {
+        return Err(RuntimeError::ContextLimit { max: MAX_CONTEXTS_PER_SANDBOX });
+    }
+    let cwd = new.cwd.unwrap_or_else(|| record.workdir.clone());
+    let mut env: Vec<(String, String)> = record.env.clone().into_iter().collect();
+    env.extend(new.env.clone());
+    let start = ContextStartRequest { context: id.clone(), language: new.language, cwd: cwd.clone(), env };
+    start_kernel(conn, sandbox_id, Op::ContextStart(start), new.language).await?;
+    let context = Arc::new(Context {
+        record: Mutex::new(ContextRecord {
+            id: id.clone(),
+            language: new.language,
+            cwd,
+            env: new.env,
+            created_ms: now_ms(),
+            execution_count: 0,
+            running: false,
+            restarts: 0,
+        }),
+        turn: tokio::sync::Mutex::new(()),
+    });
+    table.entries.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&context));
+    Ok(context)
 }
 
 /// Ask the agent to start a kernel and wait until it is ready.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use airlock_agent::protocol::{CodeMode, Language};
+use airlock_agent::protocol::{CodeMode, Language, RunCodeRequest};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -69,6 +69,7 @@ impl Runtime {
         };
         let record = self.create(owner, new).await?;
         let id = record.id;
+        let handler = matches!(plan, Plan::Handler { .. });
         let events = match self.start_once(owner, &id, shot, plan).await {
             Ok(events) => events,
             Err(e) => {
@@ -82,8 +83,15 @@ impl Runtime {
         let (owner_for_task, id_for_task) = (owner.map(str::to_owned), id.clone());
         tokio::spawn(async move {
             let mut events = events;
-            while let Some(event) = events.recv().await {
+            while let Some(mut event) = events.recv().await {
                 let last = matches!(event, CodeEvent::End(_));
+                if let CodeEvent::End(outcome) = &mut event {
+                    if !handler {
+                        // A script ran as a program, whether in a pre-started kernel or not.
+                        outcome.context = None;
+                        outcome.execution_count = None;
+                    }
+                }
                 let _ = tx.send(event);
                 if last {
                     break;
@@ -107,10 +115,17 @@ impl Runtime {
         }
         match plan {
             Plan::Handler { code, event } => {
-                let new = NewContext { language: shot.language, cwd: None, env: shot.env };
-                let context = self.create_context(owner, id, new).await?;
+                // A handler runs in a fresh namespace: the pool's warm kernel serves when no
+                // variables are asked for.
+                let warm = shot.language.as_str();
+                let context = if shot.env.is_empty() && self.context(owner, id, warm).is_ok() {
+                    warm.to_owned()
+                } else {
+                    let new = NewContext { language: shot.language, cwd: None, env: shot.env };
+                    self.create_context(owner, id, new).await?.id
+                };
                 let run = CodeRun {
-                    context: Some(context.id),
+                    context: Some(context),
                     language: shot.language,
                     code,
                     mode: CodeMode::Handler,
@@ -121,6 +136,9 @@ impl Runtime {
                 self.run_code(owner, id, run).await
             }
             Plan::Script(argv) => {
+                if let Some(events) = self.script_in_warm_kernel(owner, id, &shot) {
+                    return events;
+                }
                 let spec = CommandSpec {
                     argv,
                     env: shot.env,
@@ -136,6 +154,40 @@ impl Runtime {
                 Ok(rx)
             }
         }
+    }
+
+    /// Run a Python script in the pre-started kernel of a sandbox from the pool, which saves the
+    /// interpreter's start-up; `None` when the sandbox has none (or the script is not text).
+    fn script_in_warm_kernel(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+        shot: &OneShot,
+    ) -> Option<Result<CodeEvents, RuntimeError>> {
+        if shot.language != Language::Python {
+            return None;
+        }
+        let (code, filename) = match (&shot.code, &shot.entrypoint) {
+            (Some(code), _) => (code.clone(), None),
+            (None, entry) => {
+                let entry =
+                    entry.clone().or_else(|| (shot.files.len() == 1).then(|| shot.files[0].0.clone()))?;
+                let (_, data) = shot.files.iter().find(|(p, _)| *p == entry)?;
+                (String::from_utf8(data.clone()).ok()?, Some(format!("/workspace/{entry}")))
+            }
+        };
+        let request = RunCodeRequest {
+            context: String::new(),
+            code,
+            mode: CodeMode::Script,
+            event: None,
+            timeout_ms: shot.timeout.map(|t| t.as_millis() as u64),
+            max_output_bytes: shot.max_output_bytes,
+            stdin: shot.stdin.clone(),
+            env: shot.env.clone().into_iter().collect(),
+            filename,
+        };
+        self.run_script(owner, id, request)
     }
 
     fn delete_later(&self, owner: Option<&str>, id: &str) {

@@ -56,6 +56,14 @@ impl Sandbox {
         self.record.lock().unwrap_or_else(|e| e.into_inner()).status.state
     }
 
+    /// Its record, agent and code contexts, while it runs.
+    fn live_parts(&self) -> Option<(SandboxRecord, Arc<AgentConn>, Arc<ContextTable>)> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        let (conn, contexts) = live.as_ref().map(|l| (Arc::clone(&l.conn), Arc::clone(&l.contexts)))?;
+        drop(live);
+        Some((self.record(), conn, contexts))
+    }
+
     fn conn(&self) -> Option<Arc<AgentConn>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|l| Arc::clone(&l.conn))
     }
@@ -363,7 +371,15 @@ impl Runtime {
                 let started = match runtime.register(None, new, None, true) {
                     Ok(sandbox) => {
                         let _lifecycle = sandbox.lifecycle.lock().await;
-                        runtime.start(&sandbox, "pooled").await.map(|_| Arc::clone(&sandbox))
+                        match runtime.start(&sandbox, "pooled").await {
+                            Ok(_) => {
+                                if let Some((record, conn, contexts)) = sandbox.live_parts() {
+                                    crate::context::warm_python((&record, &conn, &contexts)).await;
+                                }
+                                Ok(Arc::clone(&sandbox))
+                            }
+                            Err(e) => Err(e),
+                        }
                     }
                     Err(e) => Err(e),
                 };
@@ -585,11 +601,9 @@ impl Runtime {
         id: &str,
         action: &'static str,
     ) -> Result<(SandboxRecord, Arc<AgentConn>, Arc<ContextTable>), RuntimeError> {
-        let (sandbox, conn) = self.running(owner, id, action)?;
-        let live = sandbox.live.lock().unwrap_or_else(|e| e.into_inner());
-        let contexts = live.as_ref().map(|l| Arc::clone(&l.contexts)).unwrap_or_default();
-        drop(live);
-        Ok((sandbox.record(), conn, contexts))
+        let (sandbox, _) = self.running(owner, id, action)?;
+        let state = sandbox.state();
+        sandbox.live_parts().ok_or(RuntimeError::WrongState { id: id.to_owned(), state, action })
     }
 
     /// Count a run of code that ended, for metrics.

@@ -11,7 +11,9 @@ named by environment variables, carry the protocol:
   request any "result" messages, at most one "error", and always a final "end".
 
 "cell" runs the code in one persistent namespace, notebook style, and shows the value of
-its last expression; "handler" runs it in a fresh namespace and calls `handler(event)`.
+its last expression; "handler" runs it in a fresh namespace and calls `handler(event)`;
+"script" runs it once as `python3 -c` would (a one-shot run in a pre-started kernel, which
+the agent retires afterwards) and ends with {"type": "end", "exit_code": N}.
 A SIGINT to the process group interrupts the running request and is ignored between them.
 """
 
@@ -113,6 +115,9 @@ class Kernel:
         error = None
         try:
             request = json.loads(line)
+            if request.get("mode") == "script":
+                self.control.send({"type": "end", "exit_code": self.run_script(request)})
+                return
             self.interrupts.arm()
             try:
                 self.run(request)
@@ -126,6 +131,34 @@ class Kernel:
         if error is not None:
             self.report(error)
         self.control.send({"type": "end"})
+
+    def run_script(self, request):
+        """Runs the code as `python3 -c CODE` (or `python3 FILE`) would, with the request's
+        standard input and environment; returns the exit status. Its traceback goes to stderr.
+        The kernel is not used again, so the script may change anything in it."""
+        os.environ.update(request.get("env") or {})
+        if request.get("stdin") is not None:
+            replace_stdin(request["stdin"].encode())
+        filename = request.get("filename")
+        main = types.ModuleType("__main__")
+        main.__builtins__ = builtins
+        if filename:
+            main.__file__ = filename
+        sys.modules["__main__"] = main
+        sys.argv = [filename or "-c"]
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        status = 0
+        try:
+            exec(compile(request["code"], filename or "<string>", "exec", dont_inherit=True), main.__dict__)
+        except SystemExit as exc:
+            status = exit_status(exc)
+        except BaseException as exc:
+            sys.stderr.write("".join(format_exception(exc)))
+            status = 1
+        import atexit
+
+        atexit._run_exitfuncs()  # as the interpreter does at its exit
+        return status
 
     def run(self, request):
         """Runs the request's code; anything it raises is the run's error."""
@@ -335,6 +368,29 @@ def user_traceback(tb):
     for entry, next_entry in zip(entries, entries[1:] + [None]):
         entry.tb_next = next_entry
     return entries[0] if entries else None
+
+
+def replace_stdin(data):
+    """Makes `data` the process's standard input (fd 0 and sys.stdin)."""
+    fd = os.memfd_create("stdin")
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.dup2(fd, 0)
+    os.close(fd)
+    sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)))
+
+
+def exit_status(exc):
+    """The exit status of a SystemExit, as the interpreter computes it."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    sys.stderr.write("%s\n" % (code,))
+    return 1
 
 
 def flush_output():

@@ -55,6 +55,11 @@ pub enum CodeMode {
     /// (Python) or exports a handler (JavaScript), which is called with `event`; its return
     /// value comes back as `application/json`. Not for Bash.
     Handler,
+    /// Like `python3 -c`: the code runs once as a program, with `stdin`, `env` and
+    /// `filename`, its traceback on stderr, and ends with an exit code. The kernel is retired
+    /// afterwards (started afresh by the next run), and a timeout kills it at once. Python only:
+    /// it makes a one-shot run in a pre-started kernel as fast as a warm one.
+    Script,
 }
 
 /// Run code in a context.
@@ -75,6 +80,15 @@ pub struct RunCodeRequest {
     pub timeout_ms: Option<u64>,
     /// Bytes of stdout plus stderr passed on; the rest is read and dropped.
     pub max_output_bytes: u64,
+    /// Script mode: the program's standard input.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Script mode: variables set for the program.
+    #[serde(default)]
+    pub env: Vec<(String, String)>,
+    /// Script mode: the file the code was read from, for `sys.argv` and tracebacks.
+    #[serde(default)]
+    pub filename: Option<String>,
 }
 
 /// How a run ended.
@@ -102,7 +116,7 @@ pub struct CodeEnd {
     pub status: RunStatus,
     /// The run's number in its context, from 1; it starts again after a restart.
     pub execution_count: u64,
-    /// Bash: the exit status of the cell's last command.
+    /// Bash: the exit status of the cell's last command; script mode: the program's.
     pub exit_code: Option<i32>,
     /// Whether the context was restarted at the end of this run (it ignored the interrupt, or
     /// its kernel ended): variables and other state are gone.
