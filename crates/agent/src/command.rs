@@ -67,7 +67,7 @@ fn run(
     command.arg("--").args(&start.argv).envs(start.env.iter().map(|(k, v)| (k, v)));
     command.stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() });
     command.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = match command.spawn() {
+    let mut child = match crate::spawn::spawn(&mut command, None) {
         Ok(c) => c,
         Err(e) => {
             lock(table).remove(&id);
@@ -116,8 +116,6 @@ fn run(
                     runner_exit = serde_json::from_slice(&body).ok();
                     continue;
                 }
-                // Only kernels have a control channel; a command's runner sends none.
-                Frame::Control => continue,
                 Frame::Stdout => (OutputStream::Stdout, 0),
                 Frame::Stderr => (OutputStream::Stderr, 1),
             };

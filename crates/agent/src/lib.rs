@@ -14,5 +14,6 @@ mod context;
 mod files;
 pub mod protocol;
 pub mod runner;
+mod spawn;
 
 pub use agent::serve;

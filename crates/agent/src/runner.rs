@@ -4,8 +4,8 @@
 //! exactly those processes and nothing else in the sandbox.
 //!
 //! Its standard output is a stream of frames for the agent: a tag byte ([`Frame`]), a 4-byte
-//! little-endian length, then the bytes. The command's own standard input is the runner's, except
-//! with a control channel (a code context's kernel, see [`RunnerOptions::control`]).
+//! little-endian length, then the bytes. The command's own standard input is the runner's. A
+//! code context's kernel runs differently (see [`RunnerOptions::control_fd`]).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -25,7 +25,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-/// Names the descriptor a kernel reads its requests from (see [`RunnerOptions::control`]).
+/// Names the descriptor a kernel reads its requests from (see [`RunnerOptions::control_fd`]).
 pub const REQUEST_FD_ENV: &str = "AIRLOCK_REQUEST_FD";
 /// Names the descriptor a kernel writes its control messages to.
 pub const CONTROL_FD_ENV: &str = "AIRLOCK_CONTROL_FD";
@@ -37,13 +37,13 @@ pub struct RunnerOptions {
     pub cwd: PathBuf,
     /// Kill the command's whole tree after this long.
     pub timeout: Option<Duration>,
-    /// Run the command as a code context's kernel: its standard input is `/dev/null`, the
-    /// runner's standard input reaches it as the inherited descriptor named by
-    /// [`REQUEST_FD_ENV`], and what it writes to the descriptor named by [`CONTROL_FD_ENV`]
-    /// comes out as [`Frame::Control`] frames, each after all the output the command wrote
-    /// before it. The command leads a process group of its own, so that an interrupt can reach
-    /// its foreground children too.
-    pub control: bool,
+    /// Run the command as a code context's kernel, with this inherited descriptor (the write
+    /// end of the agent's control pipe) named to it by [`CONTROL_FD_ENV`]. No frames then: the
+    /// kernel writes straight to the runner's stdout and stderr (the agent's pipes), reads its
+    /// requests from a copy of the runner's stdin named by [`REQUEST_FD_ENV`] while its own
+    /// stdin is `/dev/null`, and leads a process group of its own, so that an interrupt reaches
+    /// its foreground children too. The runner exits with the kernel's status.
+    pub control_fd: Option<i32>,
 }
 
 /// Kinds of frame on the runner's standard output.
@@ -58,8 +58,6 @@ pub enum Frame {
     Exit = 3,
     /// The first frame: the command's pid, as decimal text.
     Started = 4,
-    /// Bytes a kernel wrote to its control descriptor (only with [`RunnerOptions::control`]).
-    Control = 5,
 }
 
 impl Frame {
@@ -70,7 +68,6 @@ impl Frame {
             2 => Some(Frame::Stderr),
             3 => Some(Frame::Exit),
             4 => Some(Frame::Started),
-            5 => Some(Frame::Control),
             _ => None,
         }
     }
@@ -101,34 +98,15 @@ pub struct RunnerExit {
 /// Run `argv` as `options` say, writing frames to stdout. Returns the runner's exit status (0 once
 /// the exit frame is written).
 pub fn main(argv: &[String], options: &RunnerOptions) -> i32 {
+    if let Some(control_fd) = options.control_fd {
+        return run_kernel(argv, options, control_fd);
+    }
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let exit = run(argv, options, &out);
     let body = serde_json::to_vec(&exit).unwrap_or_default();
     match write_frame(&out, Frame::Exit, &body) {
         Ok(()) => 0,
         Err(_) => 1,
-    }
-}
-
-/// The descriptors a kernel gets besides its standard ones: both without close-on-exec, so that
-/// they survive the exec, and closed in the runner once the kernel is started.
-struct KernelFds {
-    request: OwnedFd,
-    control_write: OwnedFd,
-    control_read: OwnedFd,
-}
-
-impl KernelFds {
-    fn new() -> nix::Result<KernelFds> {
-        let request = std::io::stdin()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| e.raw_os_error().map_or(Errno::EBADF, Errno::from_raw))?;
-        let (control_read, control_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        for inherited in [&request, &control_write] {
-            fcntl(inherited.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty()))?;
-        }
-        Ok(KernelFds { request, control_write, control_read })
     }
 }
 
@@ -151,32 +129,14 @@ fn run(argv: &[String], options: &RunnerOptions, out: &Arc<Mutex<std::io::Stdout
     let (Ok((out_read, out_write)), Ok((err_read, err_write))) = (pipe(), pipe()) else {
         return failed("cannot create the command's output pipes".to_owned());
     };
-    let kernel = match options.control.then(KernelFds::new).transpose() {
-        Ok(kernel) => kernel,
-        Err(e) => return failed(format!("cannot create the kernel's control pipe: {e}")),
-    };
-    let mut sources = vec![(Frame::Stdout, out_read), (Frame::Stderr, err_read)];
+    let sources = vec![(Frame::Stdout, out_read), (Frame::Stderr, err_read)];
     let mut command = Command::new(program);
     command
         .args(args)
         .current_dir(&options.cwd)
+        .stdin(Stdio::inherit())
         .stdout(Stdio::from(out_write))
         .stderr(Stdio::from(err_write));
-    let kept_for_kernel = match kernel {
-        Some(fds) => {
-            sources.push((Frame::Control, fds.control_read));
-            command
-                .stdin(Stdio::null())
-                .process_group(0)
-                .env(REQUEST_FD_ENV, fds.request.as_raw_fd().to_string())
-                .env(CONTROL_FD_ENV, fds.control_write.as_raw_fd().to_string());
-            Some((fds.request, fds.control_write))
-        }
-        None => {
-            command.stdin(Stdio::inherit());
-            None
-        }
-    };
     let pump = {
         let out = Arc::clone(out);
         match std::thread::Builder::new().spawn(move || pump(sources, &out)) {
@@ -204,8 +164,7 @@ fn run(argv: &[String], options: &RunnerOptions, out: &Arc<Mutex<std::io::Stdout
         }
     };
     let spawned = command.spawn();
-    // The kernel has its copies now; the runner's would keep the control pipe from ending.
-    drop(kept_for_kernel);
+    // The command has its copies of the output pipes now; the runner's would keep them open.
     drop(command);
     let child = match spawned {
         Ok(child) => child,
@@ -250,16 +209,11 @@ fn run(argv: &[String], options: &RunnerOptions, out: &Arc<Mutex<std::io::Stdout
     exit
 }
 
-/// Pass what the command writes on as frames until every source has ended. One thread polls all
-/// sources, so that a control message goes out only after everything the command wrote to its
-/// output before it: the kernel writes its output first, so that output is in the pipes by the
-/// time the control message is readable, and is drained first.
+/// Pass what the command writes on as frames until both outputs have ended. One thread polls
+/// both, reading once from each ready one per round, so neither starves the other.
 fn pump(sources: Vec<(Frame, OwnedFd)>, out: &Mutex<std::io::Stdout>) {
     let mut open: Vec<(Frame, std::fs::File)> =
         sources.into_iter().map(|(frame, fd)| (frame, std::fs::File::from(fd))).collect();
-    for (_, file) in &open {
-        let _ = fcntl(file.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-    }
     let mut buf = vec![0u8; 64 * 1024];
     while !open.is_empty() {
         let ready: Vec<bool> = {
@@ -271,33 +225,13 @@ fn pump(sources: Vec<(Frame, OwnedFd)>, out: &Mutex<std::io::Stdout>) {
             }
             fds.iter().map(|fd| fd.revents().is_some_and(|r| !r.is_empty())).collect()
         };
-        let control_ready = open.iter().zip(&ready).any(|((frame, _), r)| *r && *frame == Frame::Control);
         let mut ended = Vec::new();
-        for (i, (frame, file)) in open.iter_mut().enumerate() {
-            // Output sources are drained whenever a control message waits, ready or not;
-            // otherwise each ready source gets one read per round, so none starves the others.
-            let drain = control_ready && *frame != Frame::Control;
-            if !(ready[i] || drain) {
-                continue;
-            }
-            let mut reads = 0;
-            while drain || reads == 0 {
-                reads += 1;
-                match file.read(&mut buf) {
-                    Ok(0) => {
-                        ended.push(i);
-                        break;
-                    }
-                    Ok(n) => {
-                        if write_frame(out, *frame, &buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        ended.push(i);
-                        break;
+        for (i, (frame, file)) in open.iter_mut().enumerate().filter(|(i, _)| ready[*i]) {
+            match file.read(&mut buf) {
+                Ok(0) | Err(_) => ended.push(i),
+                Ok(n) => {
+                    if write_frame(out, *frame, &buf[..n]).is_err() {
+                        return;
                     }
                 }
             }
@@ -308,13 +242,68 @@ fn pump(sources: Vec<(Frame, OwnedFd)>, out: &Mutex<std::io::Stdout>) {
     }
 }
 
+/// Run a code context's kernel (see [`RunnerOptions::control_fd`]) until it ends, then end
+/// whatever it left; returns its exit status, or 128 + the signal that killed it.
+fn run_kernel(argv: &[String], options: &RunnerOptions, control_fd: i32) -> i32 {
+    // The runner's stderr is the kernel's: the agent shows what is written there when the kernel
+    // does not start.
+    let fail = |message: String| {
+        eprintln!("airlock agent-run: {message}");
+        127
+    };
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        return fail(format!("cannot become the kernel's subreaper: {e}"));
+    }
+    let Some((program, args)) = argv.split_first() else {
+        return fail("empty command".to_owned());
+    };
+    // A copy of stdin without close-on-exec: the kernel reads its requests there.
+    let request = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => return fail(format!("cannot copy the request pipe: {e}")),
+    };
+    if let Err(e) = fcntl(request.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())) {
+        return fail(format!("cannot pass the request pipe on: {e}"));
+    }
+    let spawned = Command::new(program)
+        .args(args)
+        .current_dir(&options.cwd)
+        .stdin(Stdio::null())
+        .process_group(0)
+        .env(REQUEST_FD_ENV, request.as_raw_fd().to_string())
+        .env(CONTROL_FD_ENV, control_fd.to_string())
+        .spawn();
+    // The kernel has its copies; the runner keeps none.
+    drop(request);
+    let _ = nix::unistd::close(control_fd);
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => return fail(format!("cannot start {program:?}: {e}")),
+    };
+    let main = Pid::from_raw(child.id() as i32);
+    let status = loop {
+        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == main => break code,
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == main => break 128 + sig as i32,
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(_) => break 127,
+        }
+    };
+    kill_tree(nix::unistd::getpid().as_raw());
+    while !matches!(waitpid(Pid::from_raw(-1), Some(WaitPidFlag::__WALL)), Err(Errno::ECHILD)) {}
+    status
+}
+
 fn write_frame(out: &Mutex<std::io::Stdout>, frame: Frame, body: &[u8]) -> std::io::Result<()> {
     let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
     let mut header = [0u8; 5];
     header[0] = frame as u8;
     header[1..].copy_from_slice(&(body.len() as u32).to_le_bytes());
-    out.write_all(&header)?;
-    out.write_all(body)?;
+    // One write per frame: a system call less on every chunk of output.
+    let mut frame_bytes = Vec::with_capacity(header.len() + body.len());
+    frame_bytes.extend_from_slice(&header);
+    frame_bytes.extend_from_slice(body);
+    out.write_all(&frame_bytes)?;
     out.flush()
 }
 
@@ -390,7 +379,7 @@ mod tests {
 
     #[test]
     fn frames_round_trip_their_tags() {
-        for f in [Frame::Stdout, Frame::Stderr, Frame::Exit, Frame::Started, Frame::Control] {
+        for f in [Frame::Stdout, Frame::Stderr, Frame::Exit, Frame::Started] {
             assert_eq!(Frame::from_tag(f as u8), Some(f));
         }
         assert_eq!(Frame::from_tag(9), None);

@@ -267,9 +267,10 @@ pub struct AgentRunArgs {
     /// Kill the command and all it started after this many milliseconds.
     #[arg(long)]
     pub timeout_ms: Option<u64>,
-    /// Run the command as a code context's kernel, with a control channel.
+    /// Run the command as a code context's kernel, with this inherited descriptor as its control
+    /// channel.
     #[arg(long)]
-    pub control: bool,
+    pub control_fd: Option<i32>,
     /// The command.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,

@@ -33,7 +33,7 @@ fn main() {
             &airlock_agent::runner::RunnerOptions {
                 cwd: args.cwd,
                 timeout: args.timeout_ms.map(std::time::Duration::from_millis),
-                control: args.control,
+                control_fd: args.control_fd,
             },
         ),
     };

@@ -1,7 +1,7 @@
 # Airlock Bash kernel, run as `bash --norc --noprofile -c <this file>`.
 #
 # Requests on AIRLOCK_REQUEST_FD: a cell's code followed by a NUL byte. Control
-# messages on AIRLOCK_CONTROL_FD, one JSON line each: {"type":"ready"} once,
+# messages on AIRLOCK_CONTROL_FD, one JSON line each: {"type":"ready","pid":N} once,
 # then {"type":"end","exit_code":N} after each cell. End of file: exit 0.
 #
 # How, and the trade-offs:
@@ -56,7 +56,7 @@ unset AIRLOCK_REQUEST_FD AIRLOCK_CONTROL_FD __airlock_top
 __airlock_cell='builtin exec </dev/null; builtin eval "$__airlock_code"'
 __airlock_flags=$-
 
-printf '{"type":"ready"}\n' >&"$__airlock_ctl"
+printf '{"type":"ready","pid":%d}\n' "$$" >&"$__airlock_ctl"
 while IFS= builtin read -r -d '' -u "$__airlock_req" __airlock_code; do
   if [[ $__airlock_flags == *x* ]]; then
     __airlock_code="builtin set -x; $__airlock_code" # xtrace for the cell, not for the kernel

@@ -233,7 +233,7 @@
 
   async function serve() {
     const input = new net.Socket({ fd: requestFd, readable: true, writable: false });
-    await send({ type: 'ready' });
+    await send({ type: 'ready', pid: process.pid });
     for await (const line of readline.createInterface({ input, crlfDelay: Infinity })) {
       if (line.trim()) await handle(line);
     }

@@ -7,7 +7,7 @@ named by environment variables, carry the protocol:
 - AIRLOCK_REQUEST_FD, read: one JSON request a line,
   {"code": ..., "mode": "cell" | "handler", "execution_count": N, "event": ...}.
   End of file ends the kernel.
-- AIRLOCK_CONTROL_FD, written: one JSON message a line, {"type": "ready"} once, then per
+- AIRLOCK_CONTROL_FD, written: one JSON message a line, {"type": "ready", "pid": N} once, then per
   request any "result" messages, at most one "error", and always a final "end".
 
 "cell" runs the code in one persistent namespace, notebook style, and shows the value of
@@ -480,7 +480,7 @@ def main():
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)
     sys.meta_path.insert(0, MatplotlibHook(kernel.show_figures))
-    control.send({"type": "ready"})
+    control.send({"type": "ready", "pid": os.getpid()})
     for line in read_lines(request_fd):
         if line.strip():
             kernel.serve(line)
