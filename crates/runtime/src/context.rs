@@ -321,13 +321,7 @@ impl Runtime {
         let (_, conn, table) = self.running_contexts(owner, sandbox_id, "delete a context")?;
         table.get(sandbox_id, id)?;
         table.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-        match conn.call(Op::ContextStop { context: id.to_owned() }).await {
-            Ok(Event::Done) => Ok(()),
-            Ok(Event::Error { message }) => {
-                Err(RuntimeError::AgentRefused { id: sandbox_id.to_owned(), message })
-            }
-            _ => Err(agent_gone(sandbox_id)),
-        }
+        call_done(&conn, sandbox_id, Op::ContextStop { context: id.to_owned() }).await
     }
 
     /// Start a context's interpreter afresh: its state is gone, its id and settings stay. A run
@@ -346,13 +340,11 @@ impl Runtime {
             _ => return Err(agent_gone(sandbox_id)),
         }
         let spec = context.record();
-        let mut env: Vec<(String, String)> = record.env.into_iter().collect();
-        env.extend(spec.env.clone());
         let start = ContextStartRequest {
             context: id.to_owned(),
             language: spec.language,
             cwd: spec.cwd.clone(),
-            env,
+            env: kernel_env(&record, &spec.env),
         };
         if let Err(e) = start_kernel(&conn, sandbox_id, Op::ContextStart(start), spec.language).await {
             table.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
@@ -375,13 +367,7 @@ impl Runtime {
     ) -> Result<(), RuntimeError> {
         let (_, conn, table) = self.running_contexts(owner, sandbox_id, "interrupt a context")?;
         table.get(sandbox_id, id)?;
-        match conn.call(Op::Interrupt { context: id.to_owned() }).await {
-            Ok(Event::Done) => Ok(()),
-            Ok(Event::Error { message }) => {
-                Err(RuntimeError::AgentRefused { id: sandbox_id.to_owned(), message })
-            }
-            _ => Err(agent_gone(sandbox_id)),
-        }
+        call_done(&conn, sandbox_id, Op::Interrupt { context: id.to_owned() }).await
     }
 
     /// Run code in a context; the events come as the run goes. It waits its turn behind the
@@ -528,8 +514,7 @@ async fn start_context_in(
         return Err(RuntimeError::ContextLimit { max: MAX_CONTEXTS_PER_SANDBOX });
     }
     let cwd = new.cwd.unwrap_or_else(|| record.workdir.clone());
-    let mut env: Vec<(String, String)> = record.env.clone().into_iter().collect();
-    env.extend(new.env.clone());
+    let env = kernel_env(record, &new.env);
     let start = ContextStartRequest { context: id.clone(), language: new.language, cwd: cwd.clone(), env };
     start_kernel(conn, sandbox_id, Op::ContextStart(start), new.language).await?;
     let context = Arc::new(Context {
@@ -547,6 +532,22 @@ async fn start_context_in(
     });
     table.entries.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&context));
     Ok(context)
+}
+
+/// A kernel's environment: the sandbox's, then the context's own.
+fn kernel_env(record: &SandboxRecord, own: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    record.env.iter().chain(own).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Send a request answered with `done`.
+async fn call_done(conn: &AgentConn, sandbox_id: &str, op: Op) -> Result<(), RuntimeError> {
+    match conn.call(op).await {
+        Ok(Event::Done) => Ok(()),
+        Ok(Event::Error { message }) => {
+            Err(RuntimeError::AgentRefused { id: sandbox_id.to_owned(), message })
+        }
+        _ => Err(agent_gone(sandbox_id)),
+    }
 }
 
 /// Ask the agent to start a kernel and wait until it is ready.
