@@ -138,7 +138,7 @@ pub fn serve(runner: Vec<OsString>) -> std::io::Result<()> {
             Op::ContextStart(spec) => context::start(id, spec, Arc::clone(&runner), &contexts, &replies),
             Op::RunCode(run) => {
                 let name = run.context.clone();
-                if let Err(message) = context::send(&contexts, &name, Msg::Run(id, run)) {
+                if let Err(message) = context::run(&contexts, &name, id, run) {
                     replies.send(id, Event::Error { message });
                 }
             }

@@ -406,3 +406,45 @@ fn root_pool_sandboxes_keep_a_warm_python_for_one_shot_runs() {
     );
     assert_eq!(text_result(&python(&server, &sandbox, "import sys\n'-c' in sys.argv")), "False");
 }
+
+#[test]
+fn root_rapid_runs_each_get_their_own_output_and_value() {
+    let server = Server::start("code-rapid", &[]);
+    let sandbox = server.create_sandbox(&json!({}));
+    let contexts: Vec<String> = ["python", "javascript", "bash"]
+        .iter()
+        .map(|language| {
+            let reply =
+                server.post(&format!("/v1/sandboxes/{sandbox}/contexts"), &json!({"language": language}));
+            assert_eq!(reply.status, 201, "{}", reply.body);
+            reply.json()["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let port = server.port;
+    let workers: Vec<_> = contexts
+        .iter()
+        .zip(["print({n})\n{n} * 2", "console.log({n}); {n} * 2", "echo {n}; (exit $(({n} % 7)))"])
+        .map(|(context, template)| {
+            let (context, template, path) =
+                (context.clone(), template.to_owned(), format!("/v1/sandboxes/{sandbox}/code"));
+            std::thread::spawn(move || {
+                for n in 0..150 {
+                    let body = json!({"context": context, "code": template.replace("{n}", &n.to_string())});
+                    let reply =
+                        support::request_to(port, None, "POST", &path, Some(&body.to_string()), &[]).unwrap();
+                    let answer = reply.json();
+                    assert_eq!(answer["stdout"], format!("{n}\n"), "run {n} in {context}: {answer}");
+                    assert_eq!(answer["execution_count"], n + 1, "{answer}");
+                    if template.starts_with("echo") {
+                        assert_eq!(answer["exit_code"], n % 7, "{answer}");
+                    } else {
+                        assert_eq!(answer["result"]["text/plain"], (n * 2).to_string(), "{answer}");
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+}

@@ -51,7 +51,8 @@ pub(super) enum Written {
 
 /// A running kernel.
 pub(super) struct Kernel {
-    requests: ChildStdin,
+    /// The request pipe; lent to the request loop while the kernel is idle (see `Feed`).
+    pub(super) requests: Option<ChildStdin>,
     runner_pid: i32,
     /// The kernel's pid (it leads its process group), once its `ready` message gave it.
     pub(super) pid: i32,
@@ -130,7 +131,7 @@ impl Kernel {
             return Err(format!("cannot start a thread for the kernel: {e}"));
         }
         Ok(Kernel {
-            requests,
+            requests: Some(requests),
             runner_pid,
             pid: 0,
             outputs: [Some(out_read), Some(err_read)],
@@ -140,7 +141,10 @@ impl Kernel {
 
     /// Hand the kernel a request.
     pub(super) fn send(&mut self, request: &[u8]) -> std::io::Result<()> {
-        self.requests.write_all(request)
+        match &mut self.requests {
+            Some(pipe) => pipe.write_all(request),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
     }
 
     /// Kill the kernel and all it started; the runner then exits, and its waiter reports it.

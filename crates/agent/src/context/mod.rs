@@ -20,18 +20,27 @@ use std::ffi::OsString;
 use std::sync::{mpsc, Arc, Mutex};
 
 pub(crate) use worker::Msg;
+use worker::{Feed, Handed};
 
 use crate::agent::Replies;
-use crate::protocol::{ContextStartRequest, Event};
+use crate::protocol::{ContextStartRequest, Event, Language, RunCodeRequest};
 
-/// How a worker is reached: its queue, and the pipe that wakes it when something is queued.
+/// How a worker is reached: its queue, the pipe that wakes it when something is queued, and
+/// the idle kernel's request pipe while it lends it out.
 #[derive(Clone)]
 pub(crate) struct WorkerHandle {
     queue: mpsc::Sender<Msg>,
     wake: Arc<kernel::Wake>,
+    feed: Arc<Mutex<Feed>>,
+    language: Language,
 }
 
 impl WorkerHandle {
+    /// Whether the request loop has started a run the worker has not taken over yet.
+    fn feed_has_started(&self) -> bool {
+        self.feed.lock().unwrap_or_else(|e| e.into_inner()).has_started()
+    }
+
     fn send(&self, msg: Msg) -> Result<(), ()> {
         self.queue.send(msg).map_err(|_| ())?;
         self.wake.ring();
@@ -58,7 +67,7 @@ pub(crate) fn start(
         }
     };
     let (queue, rx) = mpsc::channel();
-    let handle = WorkerHandle { queue, wake: Arc::clone(&wake) };
+    let handle = WorkerHandle { queue, wake, feed: Arc::default(), language: spec.language };
     {
         let mut table = lock(contexts);
         if table.contains_key(&spec.context) {
@@ -91,6 +100,30 @@ pub(crate) fn send(contexts: &Contexts, name: &str, msg: Msg) -> Result<(), Stri
     let table = lock(contexts);
     let worker = table.get(name).ok_or_else(|| format!("no context {name}"))?;
     worker.send(msg).map_err(|_| format!("context {name} has ended"))
+}
+
+/// Run code in context `name`: handed to its idle kernel at once when it can be, else to its
+/// worker. The error says there is no such context.
+pub(crate) fn run(contexts: &Contexts, name: &str, id: u64, request: RunCodeRequest) -> Result<(), String> {
+    let worker = lock(contexts).get(name).cloned().ok_or_else(|| format!("no context {name}"))?;
+    let started = worker.feed.lock().unwrap_or_else(|e| e.into_inner()).start(
+        &worker.queue,
+        worker.language,
+        id,
+        request,
+    );
+    let gone = || format!("context {name} has ended");
+    match started {
+        Handed::ToKernel => {
+            worker.wake.ring();
+            Ok(())
+        }
+        Handed::ToWorker(run) => {
+            let (id, request) = *run;
+            worker.send(Msg::Run(id, request)).map_err(|_| gone())
+        }
+        Handed::WorkerGone => Err(gone()),
+    }
 }
 
 /// Take context `name` out of the table and stop its worker.

@@ -4,6 +4,8 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
+use std::io::Write;
+use std::process::ChildStdin;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,8 @@ pub const INTERRUPT_GRACE: Duration = Duration::from_secs(2);
 pub(crate) enum Msg {
     /// Run code; answers go to this request id.
     Run(u64, RunCodeRequest),
+    /// The request loop has handed a run to the idle kernel itself; follow it.
+    Started(Box<Started>),
     /// Interrupt the run going on.
     Interrupt(u64),
     /// Kill the kernel and end the worker.
@@ -37,6 +41,78 @@ pub(crate) enum Msg {
     /// The runner of the kernel of this generation ended, as the text says (older generations
     /// are ignored).
     Exited(u64, String),
+}
+
+/// A run the request loop handed to the kernel (see [`Feed`]).
+pub(crate) struct Started {
+    id: u64,
+    request: RunCodeRequest,
+    /// The kernel generation the pipe was lent for.
+    generation: u64,
+    count: u64,
+    at: Instant,
+}
+
+/// While its kernel is idle and ready, a worker lends the kernel's request pipe to the agent's
+/// request loop, which then writes a run's request itself instead of waking the worker first;
+/// the worker takes the pipe back and follows the run when its [`Msg::Started`] arrives. This
+/// keeps a thread wakeup off the path of every run.
+#[derive(Default)]
+pub(crate) struct Feed {
+    /// The idle kernel's request pipe.
+    idle: Option<ChildStdin>,
+    /// The pipe of a run the request loop started, until the worker takes it back.
+    started: Option<ChildStdin>,
+    generation: u64,
+    count: u64,
+}
+
+impl Feed {
+    /// Whether a run was started and not yet taken over by the worker.
+    pub(super) fn has_started(&self) -> bool {
+        self.started.is_some()
+    }
+
+    /// Hand `request` to the idle kernel if the pipe is lent and the request is valid, telling
+    /// the worker on `queue` first (so that its message comes before any output of the run);
+    /// otherwise give the request back for the worker.
+    pub(super) fn start(
+        &mut self,
+        queue: &mpsc::Sender<Msg>,
+        language: Language,
+        id: u64,
+        request: RunCodeRequest,
+    ) -> Handed {
+        if check(language, &request).is_err() || self.idle.is_none() {
+            return Handed::ToWorker(Box::new((id, request)));
+        }
+        let count = self.count + 1;
+        let line = request_line(language, &request, count);
+        let started = Started { id, request, generation: self.generation, count, at: Instant::now() };
+        if queue.send(Msg::Started(Box::new(started))).is_err() {
+            return Handed::WorkerGone;
+        }
+        self.count = count;
+        let mut pipe = self.idle.take();
+        // A pipe that cannot be written leads to a kernel that is gone: the worker hears of
+        // that from its runner's waiter and ends the run.
+        if let Some(pipe) = pipe.as_mut() {
+            let _ = pipe.write_all(&line);
+        }
+        self.started = pipe;
+        Handed::ToKernel
+    }
+}
+
+/// Where [`Feed::start`] put a run.
+pub(crate) enum Handed {
+    /// To the kernel: the worker follows it.
+    ToKernel,
+    /// Nowhere: the worker is to run it (the kernel is busy or not ready, or the request is one
+    /// the worker refuses with its reason).
+    ToWorker(Box<(u64, RunCodeRequest)>),
+    /// Nowhere: the worker has ended.
+    WorkerGone,
 }
 
 /// What the worker acts on next.
@@ -142,10 +218,19 @@ impl Worker {
     /// Serve runs until stopped.
     pub(super) fn serve(&mut self) {
         loop {
+            self.lend();
             match self.next(None) {
-                Ok(Input::Msg(Msg::Run(id, request))) => self.run(id, request),
+                Ok(Input::Msg(Msg::Run(id, request))) => {
+                    if self.reclaim() {
+                        self.run(id, request);
+                    } else {
+                        self.busy(id);
+                    }
+                }
+                Ok(Input::Msg(Msg::Started(started))) => self.take_over(*started),
                 Ok(Input::Msg(Msg::Interrupt(id))) => self.replies.send(id, Event::Done),
                 Ok(Input::Msg(Msg::Stop(id))) => {
+                    self.reclaim();
                     if let Some(kernel) = self.kernel.take() {
                         kernel.kill();
                     }
@@ -156,11 +241,20 @@ impl Worker {
                 // `os._exit`, say) is replaced at once, so the next run finds a context. One the
                 // worker killed (a retired script kernel) is not.
                 Ok(Input::Msg(Msg::Exited(generation, _))) if generation == self.generation => {
+                    self.reclaim();
                     if self.kernel.take().is_some() {
                         let _ = self.start_kernel();
                     }
                 }
                 Ok(Input::Msg(Msg::Exited(..))) => {}
+                // Output of a run the request loop has just started comes after its start
+                // message in the queue: take queued messages first.
+                Ok(Input::Written(written)) if self.handle.feed_has_started() => {
+                    if let Ok(msg) = self.rx.try_recv() {
+                        self.queued.push_front(Input::Written(written));
+                        self.queued.push_front(Input::Msg(msg));
+                    }
+                }
                 // Output written between runs belongs to no run; control bytes still go through
                 // the line splitter, so that it stays in step.
                 Ok(Input::Written(Written::Control(bytes))) => {
@@ -235,10 +329,63 @@ impl Worker {
         }
     }
 
+    /// Lend the idle, ready kernel's request pipe to the request loop (see [`Feed`]).
+    fn lend(&mut self) {
+        let Some(kernel) = self.kernel.as_mut().filter(|k| k.pid > 0) else { return };
+        let Some(pipe) = kernel.requests.take() else { return };
+        let mut feed = self.handle.feed.lock().unwrap_or_else(|e| e.into_inner());
+        *feed = Feed { idle: Some(pipe), started: None, generation: self.generation, count: self.count };
+    }
+
+    /// Take the request pipe back from the request loop; false when the loop has used it to
+    /// start a run, whose [`Msg::Started`] is on its way.
+    fn reclaim(&mut self) -> bool {
+        let mut feed = self.handle.feed.lock().unwrap_or_else(|e| e.into_inner());
+        if feed.started.is_some() {
+            return false;
+        }
+        let lent = feed.idle.take();
+        drop(feed);
+        if let (Some(kernel), Some(pipe)) = (self.kernel.as_mut(), lent) {
+            kernel.requests = Some(pipe);
+        }
+        true
+    }
+
+    fn busy(&self, id: u64) {
+        let message = format!("context {} is busy with another run", self.spec.context);
+        self.replies.send(id, Event::Error { message });
+    }
+
+    /// Follow a run the request loop started; one started on a kernel that has since been
+    /// replaced is run again on the new one.
+    fn take_over(&mut self, started: Started) {
+        let Started { id, request, generation, count, at } = started;
+        // Taken under the feed's lock: the request loop has finished writing the request.
+        let pipe = self.handle.feed.lock().unwrap_or_else(|e| e.into_inner()).started.take();
+        if generation != self.generation || self.kernel.is_none() {
+            drop(pipe);
+            self.run(id, request);
+            return;
+        }
+        if let Some(kernel) = self.kernel.as_mut() {
+            kernel.requests = pipe;
+        }
+        self.count = count;
+        let script = request.mode == CodeMode::Script;
+        let state = self.run_state(id, &request, at);
+        self.follow(state, &request);
+        self.retire_after(script);
+    }
+
     fn run(&mut self, id: u64, request: RunCodeRequest) {
         let script = request.mode == CodeMode::Script;
         self.run_once(id, request);
-        // A script may have changed anything in its kernel: the next run gets a fresh one.
+        self.retire_after(script);
+    }
+
+    /// A script may have changed anything in its kernel: the next run gets a fresh one.
+    fn retire_after(&mut self, script: bool) {
         if script {
             if let Some(kernel) = self.kernel.take() {
                 kernel.kill();
@@ -246,8 +393,24 @@ impl Worker {
         }
     }
 
+    fn run_state(&self, id: u64, request: &RunCodeRequest, at: Instant) -> RunState {
+        let pid = self.kernel.as_ref().map_or(0, |k| k.pid);
+        RunState {
+            id,
+            started: at,
+            deadline: request.timeout_ms.map(|ms| at + Duration::from_millis(ms)),
+            interrupted: None,
+            error_seen: false,
+            passed: 0,
+            end: CodeEnd { execution_count: self.count, ..CodeEnd::default() },
+            decoders: Default::default(),
+            cpu_before: cpu_ticks(pid),
+            script: request.mode == CodeMode::Script,
+        }
+    }
+
     fn run_once(&mut self, id: u64, request: RunCodeRequest) {
-        if let Err(message) = self.check(&request) {
+        if let Err(message) = check(self.spec.language, &request) {
             self.replies.send(id, Event::Error { message });
             return;
         }
@@ -258,46 +421,18 @@ impl Worker {
             }
         }
         self.count += 1;
-        let line = match self.spec.language {
-            Language::Bash => {
-                let mut bytes = request.code.clone().into_bytes();
-                bytes.push(0);
-                bytes
-            }
-            Language::Python | Language::Javascript => {
-                let mut bytes = serde_json::to_vec(&json!({
-                    "code": request.code,
-                    "mode": request.mode,
-                    "execution_count": self.count,
-                    "event": request.event,
-                    "stdin": request.stdin,
-                    "env": request.env.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect::<serde_json::Map<String, Value>>(),
-                    "filename": request.filename,
-                }))
-                .unwrap_or_default();
-                bytes.push(b'\n');
-                bytes
-            }
-        };
-        let pid = self.kernel.as_ref().map_or(0, |k| k.pid);
-        let now = Instant::now();
-        let mut state = RunState {
-            id,
-            started: now,
-            deadline: request.timeout_ms.map(|ms| now + Duration::from_millis(ms)),
-            interrupted: None,
-            error_seen: false,
-            passed: 0,
-            end: CodeEnd { execution_count: self.count, ..CodeEnd::default() },
-            decoders: Default::default(),
-            cpu_before: cpu_ticks(pid),
-            script: request.mode == CodeMode::Script,
-        };
+        let line = request_line(self.spec.language, &request, self.count);
+        let mut state = self.run_state(id, &request, Instant::now());
         let written = self.kernel.as_mut().is_some_and(|k| k.send(&line).is_ok());
         if !written {
             self.lose(&mut state, "the kernel does not read its requests".to_owned());
             return;
         }
+        self.follow(state, &request);
+    }
+
+    /// Pass a run's output and results on until its end.
+    fn follow(&mut self, mut state: RunState, request: &RunCodeRequest) {
         loop {
             let wait = match state.interrupted {
                 Some((_, at)) => Some((at + INTERRUPT_GRACE).saturating_duration_since(Instant::now())),
@@ -305,7 +440,7 @@ impl Worker {
             };
             match self.next(wait) {
                 Ok(Input::Written(Written::Output(stream, bytes))) => {
-                    self.output(&mut state, &request, stream, &bytes)
+                    self.output(&mut state, request, stream, &bytes)
                 }
                 Ok(Input::Written(Written::Control(bytes))) => {
                     for message in self.control.push(&bytes) {
@@ -324,7 +459,7 @@ impl Worker {
                         }
                         for piece in written {
                             if let Written::Output(stream, bytes) = piece {
-                                self.output(&mut state, &request, stream, &bytes);
+                                self.output(&mut state, request, stream, &bytes);
                             }
                         }
                     }
@@ -333,12 +468,9 @@ impl Worker {
                     return;
                 }
                 Ok(Input::Msg(Msg::Exited(..))) => {}
-                Ok(Input::Msg(Msg::Run(other, _))) => self.replies.send(
-                    other,
-                    Event::Error {
-                        message: format!("context {} is busy with another run", self.spec.context),
-                    },
-                ),
+                Ok(Input::Msg(Msg::Run(other, _))) => self.busy(other),
+                // The pipe is never lent during a run; a stray start is refused like a second run.
+                Ok(Input::Msg(Msg::Started(other))) => self.busy(other.id),
                 Ok(Input::Msg(Msg::Interrupt(other))) => {
                     self.interrupt(&mut state, RunStatus::Interrupted);
                     self.replies.send(other, Event::Done);
@@ -379,21 +511,6 @@ impl Worker {
                 },
                 Err(Quiet::Closed) => return,
             }
-        }
-    }
-
-    fn check(&self, request: &RunCodeRequest) -> Result<(), String> {
-        match (self.spec.language, request.mode) {
-            (Language::Bash, CodeMode::Handler) => {
-                Err("handler mode is for python and javascript contexts, not bash".to_owned())
-            }
-            (Language::Bash | Language::Javascript, CodeMode::Script) => {
-                Err("script mode is for python contexts".to_owned())
-            }
-            (Language::Bash, _) if request.code.contains('\0') => {
-                Err("bash code cannot contain a NUL character".to_owned())
-            }
-            _ => Ok(()),
         }
     }
 
@@ -520,6 +637,49 @@ impl RunState {
             decoders: Default::default(),
             cpu_before: 0,
             script: false,
+        }
+    }
+}
+
+/// Why a context of `language` cannot run `request`, if it cannot.
+fn check(language: Language, request: &RunCodeRequest) -> Result<(), String> {
+    match (language, request.mode) {
+        (Language::Bash, CodeMode::Handler) => {
+            Err("handler mode is for python and javascript contexts, not bash".to_owned())
+        }
+        (Language::Bash | Language::Javascript, CodeMode::Script) => {
+            Err("script mode is for python contexts".to_owned())
+        }
+        (Language::Bash, _) if request.code.contains('\0') => {
+            Err("bash code cannot contain a NUL character".to_owned())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A run's request as a kernel of `language` reads it.
+fn request_line(language: Language, request: &RunCodeRequest, count: u64) -> Vec<u8> {
+    match language {
+        Language::Bash => {
+            let mut bytes = request.code.clone().into_bytes();
+            bytes.push(0);
+            bytes
+        }
+        Language::Python | Language::Javascript => {
+            let env: serde_json::Map<String, Value> =
+                request.env.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+            let mut bytes = serde_json::to_vec(&json!({
+                "code": request.code,
+                "mode": request.mode,
+                "execution_count": count,
+                "event": request.event,
+                "stdin": request.stdin,
+                "env": env,
+                "filename": request.filename,
+            }))
+            .unwrap_or_default();
+            bytes.push(b'\n');
+            bytes
         }
     }
 }

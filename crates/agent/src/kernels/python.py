@@ -194,7 +194,8 @@ class Kernel:
         # Registered first, so that tracebacks and syntax errors can quote the source.
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         body, last = compile_source(source, filename, show_last)
-        self.run_code(body, namespace)
+        if body is not None:
+            self.run_code(body, namespace)
         return None if last is None else self.run_code(last, namespace)
 
     def run_code(self, code, namespace):
@@ -254,7 +255,14 @@ class Kernel:
 
 def compile_source(source, filename, split_last):
     """The code of the source, and apart that of its last statement if split_last and it
-    is an expression (None otherwise), like IPython. Both may use top-level await."""
+    is an expression (None otherwise), like IPython. Both may use top-level await; the first
+    is None when the whole source is that expression."""
+    if split_last:
+        # A cell that is one expression (the commonest kind) compiles once, without the tree.
+        try:
+            return None, compile(source, filename, "eval", COMPILE_FLAGS, dont_inherit=True)
+        except SyntaxError:
+            pass
     tree = compile(source, filename, "exec", ast.PyCF_ONLY_AST | COMPILE_FLAGS, dont_inherit=True)
     last = None
     try:

@@ -186,7 +186,8 @@ impl Drop for Server {
     }
 }
 
-fn request_to(
+/// One request to the server on `port`, from any thread.
+pub fn request_to(
     port: u16,
     key: Option<&str>,
     method: &str,
