@@ -202,6 +202,8 @@ fn root_bash_and_javascript_keep_their_state() {
     assert_eq!(kept["stdout"], "/tmp/work\nhello\n", "{kept}");
     assert_eq!(bash("shout() { echo \"${1^^}\"; }")["status"], "ok");
     assert_eq!(bash("shout quiet")["stdout"], "QUIET\n");
+    let read = bash("read line; echo \"read: $?\"");
+    assert_eq!(read["stdout"], "read: 1\n", "stdin is at its end at once: {read}");
     let failed = bash("false");
     assert_eq!((failed["status"].as_str(), failed["exit_code"].as_i64()), (Some("ok"), Some(1)), "{failed}");
     let slept = run(&server, &sandbox, json!({"code": "sleep 60", "language": "bash", "timeout_ms": 300}));
@@ -256,11 +258,16 @@ fn root_contexts_are_separate_and_managed() {
         );
         assert_eq!(text_result(&read), format!("({i}, '{i}', ['secret'])"), "{read}");
     }
+    let placed = server
+        .post(&format!("/v1/sandboxes/{sandbox}/contexts"), &json!({"language": "bash", "cwd": "/tmp"}));
+    assert_eq!(placed.status, 201, "{}", placed.body);
+    let placed_id = placed.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(run(&server, &sandbox, json!({"context": placed_id, "code": "pwd"}))["stdout"], "/tmp\n");
     let default = python(&server, &sandbox, "'secret' in globals()");
     assert_eq!(text_result(&default), "False", "the default context sees no other context's variables");
 
     let list = server.get(&format!("/v1/sandboxes/{sandbox}/contexts")).json();
-    assert_eq!(list["items"].as_array().unwrap().len(), 11, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 12, "{list}");
     let one = server.get(&format!("/v1/sandboxes/{sandbox}/contexts/{}", contexts[0])).json();
     assert_eq!(
         (one["language"].as_str(), one["execution_count"].as_u64()),
