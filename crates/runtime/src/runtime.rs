@@ -25,6 +25,10 @@ use crate::store::Store;
 /// How long a stopping sandbox may take to end by itself before its launcher is killed.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
+/// How long the pool filler waits after a sandbox failed to start, at first and at most.
+const POOL_RETRY_MIN: Duration = Duration::from_secs(5);
+const POOL_RETRY_MAX: Duration = Duration::from_secs(300);
+
 /// Finished commands kept in memory per sandbox for logs and streams; older ones are only in
 /// the store (their record, not their output).
 const KEPT_FINISHED_COMMANDS: usize = 100;
@@ -349,6 +353,7 @@ impl Runtime {
     fn spawn_pool_filler(&self) {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
+            let mut retry = POOL_RETRY_MIN;
             loop {
                 let Some(inner) = weak.upgrade() else { return };
                 let runtime = Runtime { inner };
@@ -384,11 +389,16 @@ impl Runtime {
                     Err(e) => Err(e),
                 };
                 match started {
-                    Ok(sandbox) => runtime.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).push(sandbox),
+                    Ok(sandbox) => {
+                        retry = POOL_RETRY_MIN;
+                        runtime.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).push(sandbox)
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "cannot fill the pool; trying again in 5 s");
+                        tracing::warn!(error = %e, retry_in_s = retry.as_secs(), "cannot fill the pool");
                         drop(runtime);
-                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        tokio::time::sleep(retry).await;
+                        // A host that cannot start sandboxes is not asked every few seconds.
+                        retry = (retry * 2).min(POOL_RETRY_MAX);
                     }
                 }
             }

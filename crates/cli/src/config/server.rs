@@ -252,11 +252,11 @@ mod tests {
     #[test]
     fn defaults_then_file_then_environment() {
         let s = settings("", &[]).unwrap();
-        assert_eq!((s.address.to_string(), s.port), ("127.0.0.1".to_owned(), 8080));
+        assert_eq!((s.address.to_string(), s.port, s.pool_size), ("127.0.0.1".to_owned(), 8080, 2));
         let s = settings("[server]\nport = 9000\npool_size = 3\n", &[]).unwrap();
         assert_eq!((s.port, s.pool_size), (9000, 3));
-        let s = settings("[server]\nport = 9000\n", &[("PORT", "9100"), ("AIRLOCK_POOL_SIZE", "2")]).unwrap();
-        assert_eq!((s.port, s.pool_size), (9100, 2));
+        let s = settings("[server]\nport = 9000\n", &[("PORT", "9100"), ("AIRLOCK_POOL_SIZE", "0")]).unwrap();
+        assert_eq!((s.port, s.pool_size), (9100, 0));
         let s = settings("", &[("AIRLOCK_PORT", "9200"), ("PORT", "9300")]).unwrap();
         assert_eq!(s.port, 9300, "PORT, the platform convention, is applied last");
     }

@@ -67,6 +67,8 @@ impl Server {
             .env("AIRLOCK_CONFIG", "/nonexistent-airlock-config")
             .env_remove("RUST_LOG")
             .env("LOG_LEVEL", "warn")
+            // No pool unless a test asks for one: pool sandboxes would show in the counts.
+            .env("AIRLOCK_POOL_SIZE", "0")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in extra {
