@@ -455,3 +455,36 @@ fn root_rapid_runs_each_get_their_own_output_and_value() {
         worker.join().unwrap();
     }
 }
+
+#[test]
+fn root_a_restart_or_delete_ends_the_run_going_on() {
+    let server = Server::start("code-restart-run", &[]);
+    let sandbox = server.create_sandbox(&json!({}));
+    let context_path = format!("/v1/sandboxes/{sandbox}/contexts/python");
+    let running = || server.get(&context_path).json()["running"] == true;
+    let code_path = format!("/v1/sandboxes/{sandbox}/code");
+    python(&server, &sandbox, "kept = 1");
+    let idle = server.post(&format!("{context_path}/interrupt"), &json!({}));
+    assert_eq!(idle.status, 204, "an interrupt with nothing running is harmless: {}", idle.body);
+
+    let slow = server.post_in_background(&code_path, &json!({"code": "import time\ntime.sleep(60)"}));
+    support::wait_for(running);
+    let restarted = server.post(&format!("{context_path}/restart"), &json!({}));
+    assert_eq!(restarted.status, 200, "{}", restarted.body);
+    let ended = slow.join().unwrap().json();
+    assert_eq!(
+        (ended["status"].as_str(), ended["code"].as_str()),
+        (Some("context_lost"), Some("CONTEXT_LOST")),
+        "{ended}"
+    );
+    assert_eq!(python(&server, &sandbox, "'kept' in globals()")["result"]["text/plain"], "False");
+
+    let slow = server.post_in_background(&code_path, &json!({"code": "import time\ntime.sleep(60)"}));
+    support::wait_for(running);
+    let deleted = server.request("DELETE", &context_path, None);
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let ended = slow.join().unwrap().json();
+    assert_eq!(ended["status"], "context_lost", "{ended}");
+    // The default context comes back on the next use.
+    assert_eq!(python(&server, &sandbox, "2 + 2")["result"]["text/plain"], "4");
+}
