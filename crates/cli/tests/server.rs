@@ -447,3 +447,22 @@ fn root_fifty_hostile_sandboxes_at_once_leave_the_server_answering() {
         assert!(processes <= 8, "sandbox {i} kept {processes} processes:\n{after}");
     }
 }
+
+#[test]
+fn root_a_data_directory_the_sandbox_cannot_reach_is_named_as_the_cause() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start("data-dir-mode", &[]);
+    std::fs::set_permissions(&server.data_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let refused = server.post("/v1/sandboxes", &json!({}));
+    assert_eq!(
+        (refused.status, refused.code()),
+        (500, "SANDBOX_START_FAILED".to_owned()),
+        "{}",
+        refused.body
+    );
+    let error = &refused.json()["error"];
+    assert!(error["message"].as_str().unwrap().contains("binds: EACCES"), "{error}");
+    assert!(error["hint"].as_str().unwrap().contains("searchable"), "{error}");
+    std::fs::set_permissions(&server.data_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    server.create_sandbox(&json!({}));
+}

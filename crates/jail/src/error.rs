@@ -210,6 +210,10 @@ impl JailError {
             }
             JailError::Seccomp(_) => "run `airlock doctor`; seccomp can only be disabled in [platform.linux]",
             JailError::LandlockUnsupported => "use a kernel with landlock (5.13+) or set landlock to if_supported",
+            JailError::Setup { stage: Stage::Binds, errno: Errno::EACCES } => {
+                "the sandbox's user cannot reach a directory bound into it: every directory on the way \
+                 to the workspace and the binds must be searchable by others (mode 0711 or 0755)"
+            }
             JailError::Setup { .. } => "run `airlock doctor` to see which kernel feature is missing",
             JailError::CommandNotFound(_) => "use an absolute path, or bind the directory that holds the program",
             JailError::CommandNotExecutable { .. } => "check the file's permissions and that its interpreter exists in the sandbox",

@@ -269,7 +269,9 @@ fn start_and_supervise(
     if let Err(e) = released {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = sys::wait4(pid);
-        return Err(e);
+        // A go byte that cannot be sent usually means init failed first; what it reported on
+        // the channel names the stage and the cause, which the broken socket does not.
+        return Err(setup_failure(&channel.read).unwrap_or(e));
     }
     let raw = supervise(
         spec,
@@ -282,6 +284,21 @@ fn start_and_supervise(
     )?;
     drop(sync);
     outcome_from(raw, spec)
+}
+
+/// The setup failure init reported on the channel before it ended, if it did. Init is dead by
+/// now, so every read ends.
+fn setup_failure(channel: &OwnedFd) -> Option<JailError> {
+    let mut rx = Receiver::default();
+    let mut buf = [0u8; 256];
+    while let Ok(n @ 1..) = nix::unistd::read(channel.as_raw_fd(), &mut buf) {
+        for message in rx.feed(&buf[..n]) {
+            if let ChildMessage::SetupFailed { stage, errno } = message {
+                return Some(JailError::Setup { stage, errno: Errno::from_raw(errno) });
+            }
+        }
+    }
+    None
 }
 
 /// Map the sandbox user to the host identity. Rootless callers may only map themselves, after
