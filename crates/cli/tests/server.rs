@@ -30,10 +30,19 @@ fn errors_health_info_metrics_and_openapi() {
     assert!(info["limits"]["default"]["memory_bytes"].as_u64().unwrap() > 0, "{info}");
 
     let openapi = server.get("/openapi.json").json();
-    for path in ["/v1/sandboxes", "/v1/sandboxes/{id}/commands/{command_id}/events", "/health"] {
+    for path in [
+        "/v1/sandboxes",
+        "/v1/sandboxes/{id}/commands/{command_id}/events",
+        "/v1/sandboxes/{id}/contexts/{context_id}/interrupt",
+        "/v1/sandboxes/{id}/code",
+        "/v1/run",
+        "/health",
+    ] {
         assert!(openapi["paths"][path].is_object(), "{path} missing from /openapi.json");
     }
-    assert!(openapi["components"]["schemas"]["SandboxView"].is_object());
+    for schema in ["SandboxView", "CodeRunView", "RunOnce", "ContextView"] {
+        assert!(openapi["components"]["schemas"][schema].is_object(), "{schema} missing from /openapi.json");
+    }
 
     let malformed = server.try_request("POST", "/v1/sandboxes", Some("{not json"), &[]).unwrap();
     assert_eq!(
