@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod agent_conn;
+mod code;
 mod command;
 mod config;
 mod context;
@@ -19,12 +20,12 @@ mod store;
 
 pub use airlock_agent::protocol::{CodeMode, Language};
 pub use airlock_agent::protocol::{FileErrorKind, FileInfo, FileKind, MAX_LIST_DEPTH};
+pub use code::{
+    CodeEvent, CodeEvents, CodeOutcome, CodeResult, CodeRun, CodeStatus, CodeUsage, ContextRecord, NewContext,
+};
 pub use command::{CommandEvent, CommandHandle, Logs};
 pub use config::RuntimeConfig;
-pub use context::{
-    CodeEvent, CodeEvents, CodeOutcome, CodeResult, CodeRun, CodeStatus, CodeUsage, ContextRecord,
-    NewContext, MAX_CONTEXTS_PER_SANDBOX,
-};
+pub use context::MAX_CONTEXTS_PER_SANDBOX;
 pub use error::{ErrorClass, RuntimeError};
 pub use files::{FileChunk, FileReader, Listing, WriteOptions};
 pub use model::{

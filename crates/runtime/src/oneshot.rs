@@ -8,10 +8,10 @@ use airlock_agent::protocol::{CodeMode, Language, RunCodeRequest};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
-use crate::command::{CommandEvent, CommandHandle};
-use crate::context::{
+use crate::code::{
     failed_outcome, CodeEvent, CodeEvents, CodeOutcome, CodeRun, CodeStatus, CodeUsage, NewContext,
 };
+use crate::command::{CommandEvent, CommandHandle};
 use crate::error::RuntimeError;
 use crate::files::WriteOptions;
 use crate::model::{CommandRecord, CommandSpec, CommandStatus, NewSandbox, SandboxLimits};

@@ -11,9 +11,10 @@ use airlock_agent::protocol::{Event, Op, StartRequest};
 use tokio::sync::{watch, Semaphore};
 
 use crate::agent_conn::AgentConn;
+use crate::code::CodeStatus;
 use crate::command::{follow, CommandHandle, Tally};
 use crate::config::RuntimeConfig;
-use crate::context::{CodeStatus, ContextTable};
+use crate::context::ContextTable;
 use crate::error::RuntimeError;
 use crate::launch::{self, LaunchContext, LaunchEnd};
 use crate::model::{

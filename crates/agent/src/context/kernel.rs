@@ -227,3 +227,28 @@ fn read_into(source: &mut Option<File>, all: bool, mut take: impl FnMut(Vec<u8>)
         }
     }
 }
+
+/// CPU time of `pid` and of the children it waited for, in clock ticks.
+pub(super) fn cpu_ticks(pid: i32) -> u64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
+    // After `pid (comm) `: state is field 0, utime 11, stime 12, cutime 13, cstime 14.
+    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
+    rest.split_whitespace().skip(11).take(4).filter_map(|t| t.parse::<u64>().ok()).sum()
+}
+
+pub(super) fn ticks_per_second() -> u64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(ticks)) if ticks > 0 => ticks as u64,
+        _ => 100,
+    }
+}
+
+/// Peak resident memory of `pid` (`VmHWM`), in bytes.
+pub(super) fn peak_rss(pid: i32) -> u64 {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}

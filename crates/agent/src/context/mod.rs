@@ -12,15 +12,17 @@
 //! run's output never arrives after its end.
 
 mod control;
+mod feed;
 mod kernel;
+mod request;
 mod worker;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::{mpsc, Arc, Mutex};
 
+use feed::{Feed, Handed};
 pub(crate) use worker::Msg;
-use worker::{Feed, Handed};
 
 use crate::agent::Replies;
 use crate::protocol::{ContextStartRequest, Event, Language, RunCodeRequest};

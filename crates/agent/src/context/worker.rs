@@ -4,22 +4,22 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::Write;
-use std::process::ChildStdin;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::control::ControlLines;
-use super::kernel::{self, Kernel, Written};
+use super::feed::{Feed, Started};
+use super::kernel::{self, cpu_ticks, peak_rss, ticks_per_second, Kernel, Written};
+use super::request::{check, request_line};
 use super::WorkerHandle;
 use crate::agent::Replies;
 use crate::command::Utf8Chunks;
 use crate::protocol::{
-    CodeEnd, CodeMode, ContextStartRequest, Event, Language, OutputStream, RunCodeRequest, RunStatus,
+    CodeEnd, CodeMode, ContextStartRequest, Event, OutputStream, RunCodeRequest, RunStatus,
 };
 
 /// How long a kernel may take to report that it is ready.
@@ -41,78 +41,6 @@ pub(crate) enum Msg {
     /// The runner of the kernel of this generation ended, as the text says (older generations
     /// are ignored).
     Exited(u64, String),
-}
-
-/// A run the request loop handed to the kernel (see [`Feed`]).
-pub(crate) struct Started {
-    id: u64,
-    request: RunCodeRequest,
-    /// The kernel generation the pipe was lent for.
-    generation: u64,
-    count: u64,
-    at: Instant,
-}
-
-/// While its kernel is idle and ready, a worker lends the kernel's request pipe to the agent's
-/// request loop, which then writes a run's request itself instead of waking the worker first;
-/// the worker takes the pipe back and follows the run when its [`Msg::Started`] arrives. This
-/// keeps a thread wakeup off the path of every run.
-#[derive(Default)]
-pub(crate) struct Feed {
-    /// The idle kernel's request pipe.
-    idle: Option<ChildStdin>,
-    /// The pipe of a run the request loop started, until the worker takes it back.
-    started: Option<ChildStdin>,
-    generation: u64,
-    count: u64,
-}
-
-impl Feed {
-    /// Whether a run was started and not yet taken over by the worker.
-    pub(super) fn has_started(&self) -> bool {
-        self.started.is_some()
-    }
-
-    /// Hand `request` to the idle kernel if the pipe is lent and the request is valid, telling
-    /// the worker on `queue` first (so that its message comes before any output of the run);
-    /// otherwise give the request back for the worker.
-    pub(super) fn start(
-        &mut self,
-        queue: &mpsc::Sender<Msg>,
-        language: Language,
-        id: u64,
-        request: RunCodeRequest,
-    ) -> Handed {
-        if check(language, &request).is_err() || self.idle.is_none() {
-            return Handed::ToWorker(Box::new((id, request)));
-        }
-        let count = self.count + 1;
-        let line = request_line(language, &request, count);
-        let started = Started { id, request, generation: self.generation, count, at: Instant::now() };
-        if queue.send(Msg::Started(Box::new(started))).is_err() {
-            return Handed::WorkerGone;
-        }
-        self.count = count;
-        let mut pipe = self.idle.take();
-        // A pipe that cannot be written leads to a kernel that is gone: the worker hears of
-        // that from its runner's waiter and ends the run.
-        if let Some(pipe) = pipe.as_mut() {
-            let _ = pipe.write_all(&line);
-        }
-        self.started = pipe;
-        Handed::ToKernel
-    }
-}
-
-/// Where [`Feed::start`] put a run.
-pub(crate) enum Handed {
-    /// To the kernel: the worker follows it.
-    ToKernel,
-    /// Nowhere: the worker is to run it (the kernel is busy or not ready, or the request is one
-    /// the worker refuses with its reason).
-    ToWorker(Box<(u64, RunCodeRequest)>),
-    /// Nowhere: the worker has ended.
-    WorkerGone,
 }
 
 /// What the worker acts on next.
@@ -639,72 +567,4 @@ impl RunState {
             script: false,
         }
     }
-}
-
-/// Why a context of `language` cannot run `request`, if it cannot.
-fn check(language: Language, request: &RunCodeRequest) -> Result<(), String> {
-    match (language, request.mode) {
-        (Language::Bash, CodeMode::Handler) => {
-            Err("handler mode is for python and javascript contexts, not bash".to_owned())
-        }
-        (Language::Bash | Language::Javascript, CodeMode::Script) => {
-            Err("script mode is for python contexts".to_owned())
-        }
-        (Language::Bash, _) if request.code.contains('\0') => {
-            Err("bash code cannot contain a NUL character".to_owned())
-        }
-        _ => Ok(()),
-    }
-}
-
-/// A run's request as a kernel of `language` reads it.
-fn request_line(language: Language, request: &RunCodeRequest, count: u64) -> Vec<u8> {
-    match language {
-        Language::Bash => {
-            let mut bytes = request.code.clone().into_bytes();
-            bytes.push(0);
-            bytes
-        }
-        Language::Python | Language::Javascript => {
-            let env: serde_json::Map<String, Value> =
-                request.env.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
-            let mut bytes = serde_json::to_vec(&json!({
-                "code": request.code,
-                "mode": request.mode,
-                "execution_count": count,
-                "event": request.event,
-                "stdin": request.stdin,
-                "env": env,
-                "filename": request.filename,
-            }))
-            .unwrap_or_default();
-            bytes.push(b'\n');
-            bytes
-        }
-    }
-}
-
-/// CPU time of `pid` and of the children it waited for, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0 };
-    // After `pid (comm) `: state is field 0, utime 11, stime 12, cutime 13, cstime 14.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { return 0 };
-    rest.split_whitespace().skip(11).take(4).filter_map(|t| t.parse::<u64>().ok()).sum()
-}
-
-fn ticks_per_second() -> u64 {
-    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
-        Ok(Some(ticks)) if ticks > 0 => ticks as u64,
-        _ => 100,
-    }
-}
-
-/// Peak resident memory of `pid` (`VmHWM`), in bytes.
-fn peak_rss(pid: i32) -> u64 {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
