@@ -50,6 +50,19 @@ fn root_python_state_values_errors_and_streams() {
     assert_eq!(html["result"]["text/html"], "<table><tr><td>1</td></tr></table>", "{html}");
     assert!(text_result(&html).contains("Table object"), "{html}");
 
+    let shown = python(&server, &sandbox, "display(Table(), 'note')\n7");
+    let results = shown["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{shown}");
+    assert_eq!(
+        (results[0]["main"].as_bool(), results[0]["data"]["text/html"].is_string()),
+        (Some(false), true)
+    );
+    assert_eq!(
+        (results[1]["main"].as_bool(), results[1]["data"]["text/plain"].as_str()),
+        (Some(false), Some("'note'"))
+    );
+    assert_eq!((results[2]["main"].as_bool(), text_result(&shown)), (Some(true), "7"));
+
     let failed = python(&server, &sandbox, "y = 1\n1 / 0");
     assert_eq!(failed["status"], "error", "{failed}");
     assert_eq!(
@@ -94,7 +107,7 @@ fn root_python_state_values_errors_and_streams() {
     assert_eq!(events[0].2["data"], "a\n");
     let (result, end) = (&events[events.len() - 2].2, &events[events.len() - 1].2);
     assert_eq!(result["data"]["text/plain"], "80");
-    assert_eq!((end["status"].as_str(), end["execution_count"].as_u64()), (Some("ok"), Some(10)), "{end}");
+    assert_eq!((end["status"].as_str(), end["execution_count"].as_u64()), (Some("ok"), Some(11)), "{end}");
     assert!(end["usage"]["duration_ms"].is_u64(), "{end}");
 }
 

@@ -108,6 +108,7 @@ class Kernel:
         self.interrupts = interrupts
         self.main = types.ModuleType("__main__")  # the cells' namespace is its __dict__
         self.main.__builtins__ = builtins
+        self.main.display = self.display  # as IPython offers it
         self.loop = None  # the asyncio event loop for top-level await, made when needed
 
     def serve(self, line):
@@ -238,6 +239,11 @@ class Kernel:
                 self.send_result(figure_data(pyplot.figure(number)), main=False)
         finally:
             pyplot.close("all")
+
+    def display(self, *objects):
+        """IPython's display(): shows each object as a result of the run, beside its value."""
+        for value in objects:
+            self.send_result(mime_bundle(value), main=False)
 
     def send_result(self, data, main):
         self.control.send({"type": "result", "main": main, "data": data})
