@@ -135,8 +135,8 @@ impl Runtime {
                 };
                 self.run_code(owner, id, run).await
             }
-            Plan::Script(argv) => {
-                if let Some(events) = self.script_in_warm_kernel(owner, id, &shot) {
+            Plan::Script { argv, entry } => {
+                if let Some(events) = self.script_in_warm_kernel(owner, id, &shot, entry.as_deref()) {
                     return events;
                 }
                 let spec = CommandSpec {
@@ -163,18 +163,18 @@ impl Runtime {
         owner: Option<&str>,
         id: &str,
         shot: &OneShot,
+        entry: Option<&str>,
     ) -> Option<Result<CodeEvents, RuntimeError>> {
         if shot.language != Language::Python {
             return None;
         }
-        let (code, filename) = match (&shot.code, &shot.entrypoint) {
+        let (code, filename) = match (&shot.code, entry) {
             (Some(code), _) => (code.clone(), None),
-            (None, entry) => {
-                let entry =
-                    entry.clone().or_else(|| (shot.files.len() == 1).then(|| shot.files[0].0.clone()))?;
-                let (_, data) = shot.files.iter().find(|(p, _)| *p == entry)?;
+            (None, Some(entry)) => {
+                let (_, data) = shot.files.iter().find(|(p, _)| p == entry)?;
                 (String::from_utf8(data.clone()).ok()?, Some(format!("/workspace/{entry}")))
             }
+            (None, None) => return None,
         };
         let request = RunCodeRequest {
             context: String::new(),
@@ -202,8 +202,15 @@ impl Runtime {
 
 /// How a one-shot run goes.
 enum Plan {
-    Script(Vec<String>),
-    Handler { code: String, event: Value },
+    /// A program: its command line, and the file among `files` it runs, if not `code`.
+    Script {
+        argv: Vec<String>,
+        entry: Option<String>,
+    },
+    Handler {
+        code: String,
+        event: Value,
+    },
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> RuntimeError {
@@ -237,19 +244,14 @@ fn plan(shot: &OneShot) -> Result<Plan, RuntimeError> {
         };
         return Ok(Plan::Handler { code, event: event.clone() });
     }
-    let program = match shot.language {
-        Language::Python => "python3",
-        Language::Javascript => "node",
-        Language::Bash => "bash",
+    let (program, flag, default_entry) = match shot.language {
+        Language::Python => ("python3", "-c", "main.py"),
+        Language::Javascript => ("node", "-e", "index.js"),
+        Language::Bash => ("bash", "-c", "main.sh"),
     };
-    let (flag, default_entry) = match shot.language {
-        Language::Python => ("-c", "main.py"),
-        Language::Javascript => ("-e", "index.js"),
-        Language::Bash => ("-c", "main.sh"),
-    };
-    let argv = match (&shot.code, &shot.entrypoint) {
+    let (argv, entry) = match (&shot.code, &shot.entrypoint) {
         (Some(_), Some(_)) => return Err(invalid("entrypoint", "give `code` or an `entrypoint`, not both")),
-        (Some(code), None) => vec![program.to_owned(), flag.to_owned(), code.clone()],
+        (Some(code), None) => (vec![program.to_owned(), flag.to_owned(), code.clone()], None),
         (None, entry) => {
             let entry = match entry {
                 Some(entry) => entry.clone(),
@@ -262,13 +264,13 @@ fn plan(shot: &OneShot) -> Result<Plan, RuntimeError> {
                     format!("{entry} is not among `files`; give `code`, or name the file to run"),
                 ));
             }
-            vec![program.to_owned(), entry]
+            (vec![program.to_owned(), entry.clone()], Some(entry))
         }
     };
     if argv.iter().any(|a| a.contains('\0')) {
         return Err(invalid("code", "must not contain NUL characters"));
     }
-    Ok(Plan::Script(argv))
+    Ok(Plan::Script { argv, entry })
 }
 
 /// Turn a command's events into a run's.

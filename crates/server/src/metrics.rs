@@ -65,42 +65,20 @@ impl Metrics {
         let _ = writeln!(out, "# HELP airlock_commands_started_total Commands started.\n# TYPE airlock_commands_started_total counter");
         let _ =
             writeln!(out, "airlock_commands_started_total {}", self.commands_started.load(Ordering::Relaxed));
-        let _ = writeln!(
-            out,
-            "# HELP airlock_commands_ended_total Commands ended, by status.\n# TYPE airlock_commands_ended_total counter"
+        let commands = stats.commands_ended.iter().map(|(s, n, t)| (s.as_str(), *n, *t));
+        ended_by_status(
+            &mut out,
+            ("commands_ended_total", "Commands ended"),
+            ("command", "ended commands"),
+            commands,
         );
-        for (status, count, _) in &stats.commands_ended {
-            let _ = writeln!(out, "airlock_commands_ended_total{{status=\"{}\"}} {count}", status.as_str());
-        }
-        let _ = writeln!(
-            out,
-            "# HELP airlock_command_duration_seconds_sum Wall time of ended commands, by status.\n# TYPE airlock_command_duration_seconds_sum counter"
+        let runs = stats.code_runs_ended.iter().map(|(s, n, t)| (s.as_str(), *n, *t));
+        ended_by_status(
+            &mut out,
+            ("code_runs_total", "Runs of code in contexts that ended"),
+            ("code_run", "runs of code that ended"),
+            runs,
         );
-        for (status, _, seconds) in &stats.commands_ended {
-            let _ = writeln!(
-                out,
-                "airlock_command_duration_seconds_sum{{status=\"{}\"}} {seconds:.3}",
-                status.as_str()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP airlock_code_runs_total Runs of code in contexts that ended, by status.\n# TYPE airlock_code_runs_total counter"
-        );
-        for (status, count, _) in &stats.code_runs_ended {
-            let _ = writeln!(out, "airlock_code_runs_total{{status=\"{}\"}} {count}", status.as_str());
-        }
-        let _ = writeln!(
-            out,
-            "# HELP airlock_code_run_duration_seconds_sum Wall time of runs of code that ended, by status.\n# TYPE airlock_code_run_duration_seconds_sum counter"
-        );
-        for (status, _, seconds) in &stats.code_runs_ended {
-            let _ = writeln!(
-                out,
-                "airlock_code_run_duration_seconds_sum{{status=\"{}\"}} {seconds:.3}",
-                status.as_str()
-            );
-        }
         let _ = writeln!(out, "# HELP airlock_pool_ready Pre-started sandboxes ready to be claimed.\n# TYPE airlock_pool_ready gauge");
         let _ = writeln!(out, "airlock_pool_ready {}", stats.pool_ready);
         let _ = writeln!(
@@ -141,6 +119,25 @@ impl Metrics {
 
 fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// A counter of ended things by status, `airlock_{count}{{status}}`, and the sum of their wall
+/// time, `airlock_{kind}_duration_seconds_sum{{status}}`.
+fn ended_by_status<'a>(
+    out: &mut String,
+    (count, count_help): (&str, &str),
+    (kind, kind_help): (&str, &str),
+    rows: impl Iterator<Item = (&'a str, u64, f64)> + Clone,
+) {
+    let _ = writeln!(out, "# HELP airlock_{count} {count_help}, by status.\n# TYPE airlock_{count} counter");
+    for (status, n, _) in rows.clone() {
+        let _ = writeln!(out, "airlock_{count}{{status=\"{status}\"}} {n}");
+    }
+    let seconds = format!("airlock_{kind}_duration_seconds_sum");
+    let _ = writeln!(out, "# HELP {seconds} Wall time of {kind_help}, by status.\n# TYPE {seconds} counter");
+    for (status, _, t) in rows {
+        let _ = writeln!(out, "{seconds}{{status=\"{status}\"}} {t:.3}");
+    }
 }
 
 #[cfg(test)]
