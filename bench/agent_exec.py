@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import REPO, bwrap_prefix  # noqa: E402
+from compare import REPO, release_binary, bwrap_prefix  # noqa: E402
 
 WORKLOADS = {"true": ["/bin/true"], "python": ["python3", "-c", "pass"]}
 
@@ -65,7 +65,7 @@ def start_sandbox(airlock: str, tmp: str) -> tuple[subprocess.Popen, socket.sock
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--airlock", default=os.path.join(REPO, "target", "release", "airlock"))
+    p.add_argument("--airlock", default=release_binary())
     p.add_argument("--bwrap", default=shutil.which("bwrap") or "bwrap")
     p.add_argument("--n", type=int, default=200, help="timed rounds")
     p.add_argument("--workload", choices=sorted(WORKLOADS), default="true")

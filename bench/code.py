@@ -67,7 +67,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import REPO, bwrap_prefix, cpu_model, percentile  # noqa: E402
+from compare import REPO, release_binary, bwrap_prefix, cpu_model, percentile  # noqa: E402
 from server import Api, create, free_port  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
@@ -249,7 +249,7 @@ def bench_oneshot(api: Api, args: argparse.Namespace) -> list[str]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--airlock", default=os.path.join(REPO, "target", "release", "airlock"))
+    p.add_argument("--airlock", default=release_binary())
     p.add_argument("--bwrap", default=shutil.which("bwrap") or "bwrap")
     p.add_argument("--only", choices=("warm", "oneshot"), help="run one measurement only")
     p.add_argument("--n", type=int, default=200, help="timed rounds of the warm measurement")

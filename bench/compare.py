@@ -75,6 +75,13 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def release_binary() -> str:
+    """The release build of `airlock`: target/<host tuple>/release (see .cargo/config.toml)."""
+    host = subprocess.run(["rustc", "-vV"], capture_output=True, text=True, check=True).stdout
+    tuple_ = next(line.split(": ", 1)[1] for line in host.splitlines() if line.startswith("host: "))
+    return os.path.join(REPO, "target", tuple_, "release", "airlock")
+
 WORKLOADS = {
     "true": ["/bin/true"],
     "python": ["python3", "-c", "pass"],
@@ -94,7 +101,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Compare the end-to-end run time of Airlock and bubblewrap.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--airlock", default=os.path.join(REPO, "target", "release", "airlock"),
+    p.add_argument("--airlock", default=release_binary(),
                    help="airlock binary")
     p.add_argument("--bwrap", default=shutil.which("bwrap") or "bwrap", help="bwrap binary")
     p.add_argument("--n-true", type=int, default=200, help="timed rounds for /bin/true")

@@ -31,7 +31,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from compare import REPO, bwrap_prefix  # noqa: E402
+from compare import REPO, release_binary, bwrap_prefix  # noqa: E402
 
 
 class Api:
@@ -139,7 +139,7 @@ def mem_available_kib() -> int:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--airlock", default=os.path.join(REPO, "target", "release", "airlock"))
+    p.add_argument("--airlock", default=release_binary())
     p.add_argument("--bwrap", default=shutil.which("bwrap") or "bwrap")
     p.add_argument("--n", type=int, default=100, help="timed rounds of create and exec")
     p.add_argument("--burst", type=int, default=100)

@@ -39,7 +39,8 @@ if [ "$(id -u)" -eq 0 ]; then
   id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
   stage=$(mktemp -d /tmp/airlock-rootless.XXXXXX)
   trap 'rm -rf "$stage"' EXIT
-  cp target/debug/airlock "$stage/"
+  host=$(rustc -vV | sed -n 's/^host: //p')
+  cp "target/$host/debug/airlock" "$stage/"
   cargo test --all-targets --locked --no-run --message-format=json 2>/dev/null |
     python3 -c '
 import json, sys
