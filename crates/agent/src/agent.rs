@@ -5,8 +5,8 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsFd;
+use std::io::{BufRead, BufReader, IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
@@ -29,6 +29,26 @@ impl Replies {
         line.push(b'\n');
         let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let _ = out.write_all(&line);
+    }
+
+    /// Send one answer with a descriptor attached to its first byte: the runtime's read that
+    /// returns that byte also receives the descriptor, so it pairs the two in order.
+    pub(crate) fn send_with_fd(&self, id: u64, event: Event, fd: OwnedFd) {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+        let mut line = serde_json::to_vec(&Response { id, event }).unwrap_or_default();
+        line.push(b'\n');
+        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let fds = [fd.as_raw_fd()];
+        let sent = sendmsg::<UnixAddr>(
+            out.as_raw_fd(),
+            &[IoSlice::new(&line)],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        );
+        if let Ok(n) = sent {
+            let _ = out.write_all(&line[n..]);
+        }
     }
 }
 
@@ -83,6 +103,22 @@ pub fn serve(runner: Vec<OsString>) -> std::io::Result<()> {
         let id = request.id;
         match request.op {
             Op::Ping => replies.send(id, Event::Pong),
+            Op::ListenLoopback { port } => match crate::loopback::listen(port) {
+                Ok(listener) => replies.send_with_fd(id, Event::Socket, listener),
+                Err(message) => replies.send(id, Event::Error { message }),
+            },
+            Op::ConnectLoopback { port } => {
+                let answer = replies.clone();
+                // A connect to a full backlog waits; the request loop must not.
+                let started =
+                    std::thread::Builder::new().spawn(move || match crate::loopback::connect(port) {
+                        Ok(stream) => answer.send_with_fd(id, Event::Socket, stream),
+                        Err(message) => answer.send(id, Event::Error { message }),
+                    });
+                if started.is_err() {
+                    replies.send(id, Event::Error { message: "no thread for the connection".to_owned() });
+                }
+            }
             Op::Start(start) => crate::command::start(id, start, Arc::clone(&runner), &table, &replies),
             Op::Stdin { command, data } => {
                 let sent = with_command(&table, command, |c| match &c.stdin {

@@ -12,6 +12,7 @@ mod agent;
 mod command;
 mod context;
 mod files;
+mod loopback;
 pub mod protocol;
 pub mod runner;
 mod spawn;

@@ -84,6 +84,13 @@ pub struct RunArgs {
     /// Share the host's network (off by default: the sandbox has only loopback).
     #[arg(long)]
     pub network: bool,
+    /// Let the sandbox reach this host through Airlock's egress proxy, everything else being
+    /// refused: a domain, a *.wildcard (subdomains only), an IP or a CIDR (repeatable).
+    #[arg(long, value_name = "HOST", action = ArgAction::Append)]
+    pub allow: Vec<String>,
+    /// Resolve NAME to IP in the egress proxy instead of asking DNS (repeatable; with --allow).
+    #[arg(long, value_name = "NAME:IP", action = ArgAction::Append)]
+    pub add_host: Vec<String>,
     /// Working directory inside the sandbox.
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workdir: Option<PathBuf>,

@@ -5,6 +5,7 @@ mod args;
 mod concurrency;
 mod config;
 mod doctor;
+mod egress;
 mod error;
 mod exec;
 mod human;

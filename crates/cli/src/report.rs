@@ -1,6 +1,7 @@
 //! The result document `airlock run` prints: capsule-run's `ExecutionResponse`, with Airlock's
 //! extra facts (`outcome`, `isolation`) in fields capsule-run clients ignore.
 
+use airlock_runtime::egress::record::Denial;
 use std::time::SystemTime;
 
 use airlock_jail::{Applied, Collector, Limits, Outcome, Status};
@@ -40,6 +41,9 @@ pub struct Report {
     /// Built-in limits this host could not enforce.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Connections the egress proxy refused (runs with `--allow`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_denials: Vec<Denial>,
 }
 
 /// capsule-run's metrics block plus output counters.
@@ -141,6 +145,7 @@ impl Report {
             outcome: Some(outcome.status),
             isolation: Some(outcome.applied.clone()),
             warnings: Vec::new(),
+            network_denials: Vec::new(),
         }
     }
 
@@ -160,6 +165,7 @@ impl Report {
             outcome: None,
             isolation: None,
             warnings: Vec::new(),
+            network_denials: Vec::new(),
         }
     }
 }

@@ -6,12 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_jail::{
     BindMount, CgroupPreference, HostIdentity, LandlockMode, Limits, NetworkMode, Protections, SandboxSpec,
     Stdin, Workspace, DEFAULT_PATH,
 };
+use airlock_runtime::egress::Egress;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -32,6 +34,8 @@ pub struct Request {
     pub profile: Option<String>,
     /// Built-in limits that this host could not enforce and were left out.
     pub warnings: Vec<String>,
+    /// The egress proxy of a run with `--allow`.
+    pub egress: Option<Arc<Egress>>,
     /// Which cgroup-backed limits the user asked for; the others of `spec` come only from the
     /// built-in defaults.
     requested: Requested,
@@ -159,13 +163,19 @@ pub fn resolve(args: &RunArgs, document: Option<&str>) -> Result<Request, RunErr
         return Err(RunError::Blocked(argv[0].clone()));
     }
     let cgroup = cgroup_preference(r.platform.cgroups_version);
-    let spec = build_spec(argv, stdin, &r, cgroup)?;
+    let mut spec = build_spec(argv, stdin, &r, cgroup)?;
+    let egress = crate::egress::from_args(args)?;
+    if egress.is_some() {
+        spec.network = NetworkMode::Proxied { port: airlock_runtime::egress::PROXY_PORT };
+        spec.env.extend(airlock_runtime::egress::proxy_env());
+    }
     Ok(Request {
         spec,
         max_concurrent: r.security.max_concurrent_executions,
         config_path,
         profile: r.profile.clone(),
         warnings: Vec::new(),
+        egress,
         requested,
     })
 }

@@ -5,7 +5,10 @@ use std::time::{Duration, SystemTime};
 
 use airlock_jail::{Collector, JailError, Outcome, OutputSink};
 
+use airlock_runtime::egress::record::{Denial, MAX_KEPT_DENIALS};
+
 use crate::args::{Format, RunArgs};
+use crate::egress::EgressSink;
 use crate::error::{RunError, EXIT_SETUP_FAILED};
 use crate::report::{self, Report};
 use crate::request::{self, Request};
@@ -48,13 +51,19 @@ pub fn main(args: RunArgs) -> i32 {
 
 /// Run the engine; when no cgroup is usable, retry once without the built-in limits.
 fn run_engine(req: &mut Request, sink: &mut dyn OutputSink) -> Result<Outcome, JailError> {
-    match airlock_jail::run(&req.spec, sink) {
+    let mut sink = EgressSink { inner: sink, egress: req.egress.clone() };
+    match airlock_jail::run(&req.spec, &mut sink) {
         Err(JailError::Cgroup(e)) if req.drop_default_cgroup_limits() => {
             tracing::info!("{e}: running without the built-in cgroup limits");
-            airlock_jail::run(&req.spec, sink)
+            airlock_jail::run(&req.spec, &mut sink)
         }
         other => other,
     }
+}
+
+/// What the run's egress proxy refused.
+fn denials(req: &Request) -> Vec<Denial> {
+    req.egress.as_ref().map(|e| e.denials(0, MAX_KEPT_DENIALS).0).unwrap_or_default()
 }
 
 fn run_json(req: &mut Request, id: String, started: SystemTime, pretty: bool) -> i32 {
@@ -64,6 +73,7 @@ fn run_json(req: &mut Request, id: String, started: SystemTime, pretty: bool) ->
             let mut r =
                 Report::from_outcome(id, &outcome, &out, started, SystemTime::now(), &req.spec.limits);
             r.warnings.clone_from(&req.warnings);
+            r.network_denials = denials(req);
             print_json(&r, pretty);
             report::exit_status(&outcome)
         }
@@ -74,6 +84,9 @@ fn run_json(req: &mut Request, id: String, started: SystemTime, pretty: bool) ->
 fn run_text(req: &mut Request, id: &str, started: SystemTime) -> i32 {
     match run_engine(req, &mut human::Passthrough) {
         Ok(outcome) => {
+            for denial in denials(req) {
+                eprintln!("airlock: egress to {} denied ({})", denial.target, denial.rule);
+            }
             eprintln!("{}", human::summary(&outcome));
             report::exit_status(&outcome)
         }

@@ -1,11 +1,11 @@
 //! `airlock serve` and `airlock keys`: settings from the file, the environment and flags, turned
 //! into the runtime's and the server's typed configuration. `anyhow` stops here.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use airlock_runtime::{Runtime, RuntimeConfig, SandboxLimits};
+use airlock_runtime::{NetworkConfig, Runtime, RuntimeConfig, SandboxLimits};
 use anyhow::{bail, Context};
 
 use crate::args::{KeysAction, KeysArgs, ServeArgs};
@@ -115,6 +115,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         max_concurrent_commands: settings.max_concurrent_commands,
         max_output_bytes: settings.max_command_output_bytes,
         pool_size: settings.pool_size,
+        network: NetworkConfig {
+            own_addresses: own_addresses(SocketAddr::new(settings.address, settings.port)),
+            ..settings.network.clone()
+        },
     };
     let features = serde_json::json!({
         "user_namespaces": true,
@@ -124,7 +128,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         "landlock": format!("{:?}", protections.landlock).to_lowercase(),
         "cgroup": format!("{:?}", protections.cgroup).to_lowercase(),
         "rootless": !nix::unistd::geteuid().is_root(),
-        "network": "none",
+        "network": if settings.network.allow_host { vec!["none", "allowlist", "host"] } else { vec!["none", "allowlist"] },
     });
     let address = SocketAddr::new(settings.address, settings.port);
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -153,6 +157,25 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The sockets the server listens on, which no sandbox may reach through its egress proxy: the
+/// address itself, or for a wildcard address the port on every address of the host.
+fn own_addresses(listen: SocketAddr) -> Vec<(IpAddr, u16)> {
+    let port = listen.port();
+    if !listen.ip().is_unspecified() {
+        return vec![(listen.ip(), port)];
+    }
+    let mut own = vec![(IpAddr::from(Ipv4Addr::LOCALHOST), port), (IpAddr::from(Ipv6Addr::LOCALHOST), port)];
+    for interface in nix::ifaddrs::getifaddrs().into_iter().flatten() {
+        let Some(address) = interface.address else { continue };
+        if let Some(v4) = address.as_sockaddr_in() {
+            own.push((IpAddr::V4(v4.ip()), port));
+        } else if let Some(v6) = address.as_sockaddr_in6() {
+            own.push((IpAddr::V6(v6.ip()), port));
+        }
+    }
+    own
 }
 
 /// Resolves on SIGINT or SIGTERM.

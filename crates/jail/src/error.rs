@@ -53,13 +53,15 @@ pub enum Stage {
     CgroupNamespace = 20,
     /// Joining the sandbox's cgroup (v1: the init moves itself).
     CgroupJoin = 21,
+    /// Making the loopback listener handed to the caller ([`crate::NetworkMode::Proxied`]).
+    Listener = 22,
 }
 
 impl Stage {
     /// Decode a stage number received over the control pipe.
     pub fn from_u32(n: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 21] = [
+        const ALL: [Stage; 22] = [
             Sync,
             MountPrivate,
             RootFs,
@@ -81,6 +83,7 @@ impl Stage {
             Loopback,
             CgroupNamespace,
             CgroupJoin,
+            Listener,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -109,6 +112,7 @@ impl Stage {
             Stage::Loopback => "loopback",
             Stage::CgroupNamespace => "cgroup_namespace",
             Stage::CgroupJoin => "cgroup_join",
+            Stage::Listener => "listener",
         }
     }
 }

@@ -88,8 +88,11 @@ fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     // second go, after which every process of the sandbox is born inside it.
     rootfs::build(plan.spec)?;
     nix::unistd::sethostname(&plan.spec.hostname).map_err(at(Stage::Hostname))?;
-    if plan.spec.network == NetworkMode::None {
+    if plan.spec.network.is_private() {
         sys::loopback_up().map_err(at(Stage::Loopback))?;
+    }
+    if let NetworkMode::Proxied { port } = plan.spec.network {
+        send_listener(port, fds)?;
     }
     join_cgroup(fds)?;
     // Entered only now, so the namespace is rooted at the cgroup the supervisor just assigned.
@@ -116,6 +119,14 @@ fn wait_for_supervisor(fds: &InitFds) -> Step {
         Ok(_) => Err((Stage::Sync, Errno::EPIPE)),
         Err(e) => Err((Stage::Sync, e)),
     }
+}
+
+/// Listen on `127.0.0.1:port` in the sandbox's network namespace and send the socket to the
+/// supervisor. Made before the payload exists, so the payload cannot take the port first; init
+/// keeps no copy, so nothing in the sandbox can accept on it.
+fn send_listener(port: u16, fds: &InitFds) -> Step {
+    let listener = sys::listen_loopback(port).map_err(at(Stage::Listener))?;
+    sys::send_byte_with_fds(&fds.sync, 2, &[listener]).map_err(at(Stage::Listener))
 }
 
 /// The second go byte. On cgroup v1 it brings the run's `tasks` files: writing `0` moves this

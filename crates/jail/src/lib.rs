@@ -31,6 +31,7 @@ pub use spec::{
     Stdin, Workspace, SANDBOX_UID,
 };
 pub use supervisor::{run, run_attached, Collector, OutputSink, Stream};
+pub use sys::{recv_with_fds, MAX_PASSED_FDS};
 
 /// The landlock ABI version of the running kernel (0 when landlock is unavailable).
 pub fn landlock_abi() -> u32 {

@@ -280,7 +280,7 @@ fn generated_etc(spec: &SandboxSpec) -> Vec<(&'static str, String)> {
     let uid = SANDBOX_UID;
     let resolv = match spec.network {
         NetworkMode::Host => fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        NetworkMode::None => String::new(),
+        NetworkMode::None | NetworkMode::Proxied { .. } => String::new(),
     };
     vec![
         (

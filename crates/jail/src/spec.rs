@@ -75,6 +75,21 @@ pub enum NetworkMode {
     None,
     /// The host's network namespace, shared. Only when explicitly asked for.
     Host,
+    /// A fresh network namespace with only `lo`, in which init listens on `127.0.0.1:{port}`
+    /// before the payload starts and hands the listening socket to the caller
+    /// ([`crate::OutputSink::listener`]). The caller accepts the sandbox's connections to that
+    /// port on the host side (an egress proxy), so the sandbox needs no route and no privilege.
+    Proxied {
+        /// The port inside the sandbox.
+        port: u16,
+    },
+}
+
+impl NetworkMode {
+    /// Whether the sandbox gets a network namespace of its own.
+    pub fn is_private(self) -> bool {
+        self != NetworkMode::Host
+    }
 }
 
 /// Resource limits. `None` means "not limited by this mechanism".

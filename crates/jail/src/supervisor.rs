@@ -36,6 +36,13 @@ pub enum Stream {
 pub trait OutputSink {
     /// Called with each chunk that is kept.
     fn output(&mut self, stream: Stream, data: &[u8]);
+
+    /// Called once, before the payload starts, with the listening socket of a
+    /// [`NetworkMode::Proxied`] sandbox. The default closes it, so the sandbox's connections to
+    /// that port are refused.
+    fn listener(&mut self, listener: OwnedFd) {
+        drop(listener);
+    }
 }
 
 /// An [`OutputSink`] that keeps everything it is given.
@@ -233,7 +240,7 @@ fn start_and_supervise(
         }
     };
     let mut flags = NAMESPACES;
-    if spec.network == NetworkMode::None {
+    if spec.network.is_private() {
         flags |= libc::CLONE_NEWNET;
     }
     let start = Instant::now();
@@ -266,6 +273,10 @@ fn start_and_supervise(
         }
         go(&join)
     });
+    let released = released.and_then(|()| match spec.network {
+        NetworkMode::Proxied { .. } => receive_listener(&sync).map(|listener| sink.listener(listener)),
+        NetworkMode::None | NetworkMode::Host => Ok(()),
+    });
     if let Err(e) = released {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = sys::wait4(pid);
@@ -284,6 +295,17 @@ fn start_and_supervise(
     )?;
     drop(sync);
     outcome_from(raw, spec)
+}
+
+/// The listening socket init sends on the sync socket before it joins its cgroup; end of file
+/// means init failed first (and says why on the channel).
+fn receive_listener(sync: &OwnedFd) -> Result<OwnedFd, JailError> {
+    match sys::recv_byte_with_fds(sync).map_err(sv("receive the sandbox's listener"))? {
+        Some(fds) if fds.len() == 1 => Ok(fds.into_iter().next().expect("one descriptor")),
+        Some(_) | None => {
+            Err(JailError::Supervisor { what: "receive the sandbox's listener", source: Errno::EPIPE })
+        }
+    }
 }
 
 /// The setup failure init reported on the channel before it ended, if it did. Init is dead by

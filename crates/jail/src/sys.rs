@@ -4,7 +4,7 @@
 
 use std::ffi::CStr;
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 use nix::unistd::Pid;
@@ -215,6 +215,13 @@ pub fn loopback_up() -> Result<(), Errno> {
     Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
 }
 
+/// A TCP socket listening on `127.0.0.1:port` in the current network namespace.
+pub fn listen_loopback(port: u16) -> Result<OwnedFd, Errno> {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+        .map(OwnedFd::from)
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+}
+
 /// The landlock ABI version the kernel supports, or `None` without landlock.
 pub fn landlock_abi_version() -> Option<u32> {
     const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
@@ -260,9 +267,20 @@ pub fn send_byte_with_fds(sock: &OwnedFd, byte: u8, fds: &[OwnedFd]) -> Result<(
 /// Receive one byte on the Unix socket `sock` and the descriptors sent with it (at most
 /// [`MAX_PASSED_FDS`]), close-on-exec. `Ok(None)` at end of file.
 pub fn recv_byte_with_fds(sock: &OwnedFd) -> Result<Option<Vec<OwnedFd>>, Errno> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
     let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
+    let (n, fds, truncated) = recv_with_fds(sock.as_fd(), &mut byte)?;
+    if truncated {
+        return Err(Errno::EMSGSIZE);
+    }
+    Ok((n == 1).then_some(fds))
+}
+
+/// Receive bytes into `buf` on the Unix socket `sock` with the descriptors that came with them
+/// (at most [`MAX_PASSED_FDS`], close-on-exec): the count of bytes (0 at end of file), the
+/// descriptors, and whether the kernel dropped descriptors beyond that many (it closes them).
+pub fn recv_with_fds(sock: BorrowedFd, buf: &mut [u8]) -> Result<(usize, Vec<OwnedFd>, bool), Errno> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixAddr};
+    let mut iov = [IoSliceMut::new(buf)];
     let mut space = nix::cmsg_space!([RawFd; MAX_PASSED_FDS]);
     let msg = recvmsg::<UnixAddr>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
     let mut fds = Vec::new();
@@ -274,10 +292,7 @@ pub fn recv_byte_with_fds(sock: &OwnedFd) -> Result<Option<Vec<OwnedFd>>, Errno>
             fds.extend(raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
         }
     }
-    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-        return Err(Errno::EMSGSIZE);
-    }
-    Ok((msg.bytes == 1).then_some(fds))
+    Ok((msg.bytes, fds, msg.flags.contains(MsgFlags::MSG_CTRUNC)))
 }
 
 /// `_exit(2)`: end a forked process without running the parent's exit handlers or flushing

@@ -1,18 +1,22 @@
 //! The runtime's end of the socket to a sandbox's agent: requests go out as JSON lines, and a
 //! reader task routes each answer to whoever waits for that request id.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use airlock_agent::protocol::{Event, Op, Request, Response};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncWriteExt, Interest};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
 /// Longest answer line accepted from an agent; a larger one means the agent is not ours.
 const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Most received descriptors kept while waiting for their answers.
+const MAX_UNPAIRED_FDS: usize = 2 * airlock_jail::MAX_PASSED_FDS;
 
 struct Waiter {
     events: mpsc::UnboundedSender<Event>,
@@ -27,7 +31,71 @@ type Waiters = Arc<Mutex<HashMap<u64, Waiter>>>;
 pub struct AgentConn {
     writer: tokio::sync::Mutex<Option<OwnedWriteHalf>>,
     waiters: Waiters,
+    /// Descriptors of [`Event::Socket`] answers, by request id, until their caller takes them.
+    sockets: Arc<Mutex<HashMap<u64, OwnedFd>>>,
     next_id: AtomicU64,
+}
+
+/// Why [`AgentConn::socket`] brought no socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketRefused {
+    /// The agent is gone.
+    Hangup,
+    /// The agent could not make it, for this reason.
+    Agent(String),
+}
+
+/// An agent's answer lines, read with the descriptors that come with them.
+struct AnswerReader {
+    half: OwnedReadHalf,
+    buf: Vec<u8>,
+    /// How much of `buf` is known to hold no newline.
+    scanned: usize,
+    chunk: Vec<u8>,
+    /// Received descriptors not yet paired with their answer, oldest first.
+    fds: VecDeque<OwnedFd>,
+}
+
+impl AnswerReader {
+    fn new(half: OwnedReadHalf) -> AnswerReader {
+        AnswerReader { half, buf: Vec::new(), scanned: 0, chunk: vec![0; 64 << 10], fds: VecDeque::new() }
+    }
+
+    /// The next line, or `None` once the agent is gone or sends a line too long to be ours.
+    async fn next_line(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(at) = self.buf[self.scanned..].iter().position(|&b| b == b'\n') {
+                let end = self.scanned + at + 1;
+                let rest = self.buf.split_off(end);
+                self.scanned = 0;
+                return Some(std::mem::replace(&mut self.buf, rest));
+            }
+            self.scanned = self.buf.len();
+            if self.buf.len() > MAX_LINE_BYTES {
+                return None;
+            }
+            let stream = self.half.as_ref();
+            let chunk = &mut self.chunk;
+            let read = stream
+                .async_io(Interest::READABLE, || {
+                    airlock_jail::recv_with_fds(stream.as_fd(), chunk).map_err(std::io::Error::from)
+                })
+                .await;
+            match read {
+                Ok((0, ..)) | Err(_) => return None,
+                Ok((n, fds, _)) => {
+                    self.buf.extend_from_slice(&self.chunk[..n]);
+                    // More unpaired descriptors than answers could ever claim means a confused
+                    // or hostile agent; the excess is closed rather than kept.
+                    for fd in fds {
+                        if self.fds.len() < MAX_UNPAIRED_FDS {
+                            self.fds.push_back(fd);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Why a request got no answer.
@@ -42,24 +110,27 @@ impl AgentConn {
         let conn = Arc::new(AgentConn {
             writer: tokio::sync::Mutex::new(Some(writer)),
             waiters: Arc::clone(&waiters),
+            sockets: Arc::default(),
             next_id: AtomicU64::new(1),
         });
+        let sockets = Arc::clone(&conn.sockets);
         tokio::spawn(async move {
-            let mut lines = BufReader::new(reader);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match (&mut lines).take(MAX_LINE_BYTES as u64).read_until(b'\n', &mut line).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
+            let mut answers = AnswerReader::new(reader);
+            while let Some(line) = answers.next_line().await {
                 let Ok(response) = serde_json::from_slice::<Response>(&line) else {
                     tracing::warn!(line = %String::from_utf8_lossy(&line[..line.len().min(200)]), "unreadable agent answer");
                     continue;
                 };
                 let mut waiters = waiters.lock().unwrap_or_else(|e| e.into_inner());
+                // A socket answer's descriptor came with the line's first bytes; it is paired
+                // with the answer here, before the waiter learns of it.
+                let socket =
+                    matches!(response.event, Event::Socket).then(|| answers.fds.pop_front()).flatten();
                 let finished = match waiters.get(&response.id) {
                     Some(w) => {
+                        if let Some(fd) = socket {
+                            sockets.lock().unwrap_or_else(|e| e.into_inner()).insert(response.id, fd);
+                        }
                         let last = !w.streams || response.event.ends_stream();
                         let _ = w.events.send(response.event);
                         last
@@ -100,6 +171,19 @@ impl AgentConn {
     pub async fn call(&self, op: Op) -> Result<Event, Hangup> {
         let (_, mut answers) = self.open(op).await?;
         answers.recv().await.ok_or(Hangup)
+    }
+
+    /// Send `op` (one of the requests answered with [`Event::Socket`]) and take the socket the
+    /// agent made; `Err` carries the agent's reason.
+    pub async fn socket(&self, op: Op) -> Result<OwnedFd, SocketRefused> {
+        let (id, mut answers) = self.open(op).await.map_err(|Hangup| SocketRefused::Hangup)?;
+        let answer = answers.recv().await.ok_or(SocketRefused::Hangup)?;
+        let fd = self.sockets.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        match (answer, fd) {
+            (Event::Socket, Some(fd)) => Ok(fd),
+            (Event::Error { message }, _) => Err(SocketRefused::Agent(message)),
+            (other, _) => Err(SocketRefused::Agent(format!("the agent answered {other:?} without a socket"))),
+        }
     }
 
     /// Close the sending side: the agent reads end of file and the sandbox ends.

@@ -1,6 +1,8 @@
 //! What the runtime is told by the binary that starts it. Front doors read files and the
 //! environment; the runtime only ever sees this typed value.
 
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -33,4 +35,17 @@ pub struct RuntimeConfig {
     pub max_output_bytes: u64,
     /// Pre-started sandboxes kept ready with the default limits.
     pub pool_size: usize,
+    /// Network settings.
+    pub network: NetworkConfig,
+}
+
+/// How sandboxes reach the network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// Whether a sandbox may share the host's network (`mode: host`).
+    pub allow_host: bool,
+    /// Names the egress proxy resolves to these addresses instead of asking DNS.
+    pub pinned_hosts: BTreeMap<String, Vec<IpAddr>>,
+    /// The server's own listening sockets, which no sandbox may reach through the proxy.
+    pub own_addresses: Vec<(IpAddr, u16)>,
 }

@@ -5,6 +5,8 @@
 use airlock_agent::protocol::FileErrorKind;
 use thiserror::Error;
 
+use crate::egress::policy::PolicyError;
+
 use crate::model::SandboxState;
 
 /// The family of an error, for front doors to map (400, 403, 404, 409, 429, 503, 500 over HTTP).
@@ -143,6 +145,28 @@ pub enum RuntimeError {
         /// The agent's message.
         message: String,
     },
+    /// A network policy is malformed.
+    #[error(transparent)]
+    NetworkPolicy(#[from] PolicyError),
+    /// The server does not let sandboxes share its network.
+    #[error("network mode host is not allowed on this server")]
+    HostNetworkForbidden,
+    /// A running sandbox cannot move between its own network and the host's.
+    #[error("sandbox {id}: the network mode cannot change between host and {other} while it exists")]
+    NetworkModeFixed {
+        /// The sandbox.
+        id: String,
+        /// The other mode.
+        other: &'static str,
+    },
+    /// Nothing in the sandbox answered on the port.
+    #[error("sandbox {id}: {message}")]
+    PortUnreachable {
+        /// The sandbox.
+        id: String,
+        /// The agent's reason, naming the port.
+        message: String,
+    },
     /// The SQLite store failed.
     #[error("store: {0}")]
     Store(#[from] rusqlite::Error),
@@ -186,6 +210,10 @@ impl RuntimeError {
                 FileErrorKind::TooLarge => "FILE_TOO_LARGE",
                 FileErrorKind::Other => "FILE_OPERATION_FAILED",
             },
+            RuntimeError::NetworkPolicy(e) => e.code(),
+            RuntimeError::HostNetworkForbidden => "NETWORK_HOST_FORBIDDEN",
+            RuntimeError::NetworkModeFixed { .. } => "NETWORK_MODE_FIXED",
+            RuntimeError::PortUnreachable { .. } => "PORT_UNREACHABLE",
             RuntimeError::Store(_) => "STORE_FAILED",
             RuntimeError::Io { .. } => "HOST_IO_FAILED",
         }
@@ -194,7 +222,12 @@ impl RuntimeError {
     /// The family, for front doors.
     pub fn class(&self) -> ErrorClass {
         match self {
-            RuntimeError::Invalid { .. } | RuntimeError::AgentRefused { .. } => ErrorClass::Invalid,
+            RuntimeError::Invalid { .. }
+            | RuntimeError::AgentRefused { .. }
+            | RuntimeError::NetworkPolicy(_) => ErrorClass::Invalid,
+            RuntimeError::HostNetworkForbidden => ErrorClass::Forbidden,
+            RuntimeError::NetworkModeFixed { .. } => ErrorClass::Conflict,
+            RuntimeError::PortUnreachable { .. } => ErrorClass::Unavailable,
             RuntimeError::SandboxNotFound { .. }
             | RuntimeError::CommandNotFound { .. }
             | RuntimeError::ContextNotFound { .. } => ErrorClass::NotFound,
@@ -269,6 +302,20 @@ impl RuntimeError {
             }
             RuntimeError::AgentRefused { .. } => "check the request's paths and values".to_owned(),
             RuntimeError::File { kind, .. } => file_hint(*kind).to_owned(),
+            RuntimeError::NetworkPolicy(e) => e.hint(),
+            RuntimeError::HostNetworkForbidden => {
+                "use mode `allowlist` with rules for what the sandbox needs, or let the operator set \
+                 `allow_host = true` in [server.network]"
+                    .to_owned()
+            }
+            RuntimeError::NetworkModeFixed { .. } => {
+                "create a new sandbox with the mode you need; `none` and `allowlist` switch freely".to_owned()
+            }
+            RuntimeError::PortUnreachable { .. } => {
+                "start a server in the sandbox that listens on 127.0.0.1 (or 0.0.0.0) at that port, then \
+                 try again"
+                    .to_owned()
+            }
             RuntimeError::Store(_) => {
                 "check that the data directory is writable and its disk is not full".to_owned()
             }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::sync::watch;
 
 use crate::agent_conn::AgentConn;
+use crate::egress::policy::Mode;
 use crate::error::RuntimeError;
 use crate::model::SandboxRecord;
 
@@ -94,13 +95,20 @@ pub fn prepare_dirs(data_dir: &Path, record: &SandboxRecord) -> Result<(), Runti
 
 fn spec_for(record: &SandboxRecord, ctx: &LaunchContext<'_>) -> SandboxSpec {
     let l = &record.limits;
+    let mut env: Vec<(String, String)> = vec![
+        ("PATH".into(), airlock_jail::DEFAULT_PATH.into()),
+        ("HOME".into(), "/workspace".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+    ];
+    let host_network = record.network.mode == Mode::Host;
+    if !host_network {
+        // Every process of the sandbox inherits them from the agent; the proxy answers even
+        // under `none` (with a refusal that names the policy), and a policy may change later.
+        env.extend(crate::egress::proxy_env());
+    }
     SandboxSpec {
         argv: vec![AGENT_PATH.into(), "agent".into()],
-        env: vec![
-            ("PATH".into(), airlock_jail::DEFAULT_PATH.into()),
-            ("HOME".into(), "/workspace".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-        ],
+        env,
         workdir: "/workspace".into(),
         workspace: Workspace::Host { path: workspace_dir(ctx.data_dir, &record.id) },
         binds: vec![BindMount {
@@ -108,7 +116,7 @@ fn spec_for(record: &SandboxRecord, ctx: &LaunchContext<'_>) -> SandboxSpec {
             destination: AGENT_PATH.into(),
             readonly: true,
         }],
-        network: NetworkMode::None,
+        network: if host_network { NetworkMode::Host } else { NetworkMode::None },
         limits: Limits {
             wall_time: None,
             cpu_time: None,

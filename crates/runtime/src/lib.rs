@@ -9,12 +9,15 @@ mod code;
 mod command;
 mod config;
 mod context;
+pub mod egress;
 mod error;
 mod files;
 pub mod keys;
 mod launch;
 mod model;
+mod network;
 mod oneshot;
+pub mod relay;
 mod runtime;
 mod store;
 
@@ -24,7 +27,7 @@ pub use code::{
     CodeEvent, CodeEvents, CodeOutcome, CodeResult, CodeRun, CodeStatus, CodeUsage, ContextRecord, NewContext,
 };
 pub use command::{CommandEvent, CommandHandle, Logs};
-pub use config::RuntimeConfig;
+pub use config::{NetworkConfig, RuntimeConfig};
 pub use context::MAX_CONTEXTS_PER_SANDBOX;
 pub use error::{ErrorClass, RuntimeError};
 pub use files::{FileChunk, FileReader, Listing, WriteOptions};
@@ -32,6 +35,7 @@ pub use model::{
     now_ms, CommandRecord, CommandSpec, CommandStatus, CommandUsage, NewSandbox, Page, SandboxFilter,
     SandboxLimits, SandboxRecord, SandboxState, Status,
 };
+pub use network::MAX_DENIALS_PER_PAGE;
 pub use oneshot::OneShot;
 pub use runtime::{Runtime, RuntimeStats};
 pub use store::{Store, StoredKey};

@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::egress::policy::NetworkPolicy;
+
 /// Milliseconds since the Unix epoch, the runtime's one clock for records.
 pub fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
@@ -114,6 +116,8 @@ pub struct NewSandbox {
     pub ttl: Option<Duration>,
     /// Default working directory of commands.
     pub workdir: String,
+    /// What the sandbox may reach on the network.
+    pub network: NetworkPolicy,
 }
 
 /// A sandbox as the runtime and its store know it.
@@ -142,6 +146,9 @@ pub struct SandboxRecord {
     /// Pre-started and not yet claimed: invisible to every caller.
     #[serde(default)]
     pub pooled: bool,
+    /// What the sandbox may reach on the network.
+    #[serde(default)]
+    pub network: NetworkPolicy,
 }
 
 /// What listing returns and how to ask for the next page.

@@ -12,6 +12,7 @@ use crate::code::{
     failed_outcome, CodeEvent, CodeEvents, CodeOutcome, CodeRun, CodeStatus, CodeUsage, NewContext,
 };
 use crate::command::{CommandEvent, CommandHandle};
+use crate::egress::policy::NetworkPolicy;
 use crate::error::RuntimeError;
 use crate::files::WriteOptions;
 use crate::model::{CommandRecord, CommandSpec, CommandStatus, NewSandbox, SandboxLimits};
@@ -48,6 +49,8 @@ pub struct OneShot {
     pub max_output_bytes: u64,
     /// Handler mode: call the code's handler with this event instead of running it as a script.
     pub event: Option<Value>,
+    /// What the run may reach on the network.
+    pub network: NetworkPolicy,
 }
 
 impl Runtime {
@@ -66,6 +69,7 @@ impl Runtime {
             metadata: BTreeMap::from([("airlock.run".to_owned(), "one-shot".to_owned())]),
             ttl: Some(self.config().max_ttl.map_or(ttl, |max| ttl.min(max))),
             workdir: "/workspace".to_owned(),
+            network: shot.network.clone(),
         };
         let record = self.create(owner, new).await?;
         let id = record.id;

@@ -10,11 +10,15 @@ use std::time::Duration;
 use airlock_agent::protocol::{Event, Op, StartRequest};
 use tokio::sync::{watch, Semaphore};
 
-use crate::agent_conn::AgentConn;
+use crate::agent_conn::{AgentConn, SocketRefused};
 use crate::code::CodeStatus;
 use crate::command::{follow, CommandHandle, Tally};
 use crate::config::RuntimeConfig;
 use crate::context::ContextTable;
+use crate::egress::decide::Protected;
+use crate::egress::policy::{Mode, NetworkPolicy};
+use crate::egress::resolve::Resolver;
+use crate::egress::{Egress, EgressSettings, PROXY_PORT};
 use crate::error::RuntimeError;
 use crate::launch::{self, LaunchContext, LaunchEnd};
 use crate::model::{
@@ -45,19 +49,32 @@ struct Live {
     contexts: Arc<ContextTable>,
 }
 
-struct Sandbox {
-    record: Mutex<SandboxRecord>,
+pub(crate) struct Sandbox {
+    pub(crate) record: Mutex<SandboxRecord>,
     lifecycle: tokio::sync::Mutex<()>,
     live: Mutex<Option<Live>>,
     commands: Mutex<Vec<Arc<CommandHandle>>>,
+    /// Its egress policy, denials and proxy; kept across pause and resume.
+    pub(crate) egress: Arc<Egress>,
 }
 
 impl Sandbox {
-    fn record(&self) -> SandboxRecord {
+    fn new(record: SandboxRecord, settings: &Arc<EgressSettings>) -> Sandbox {
+        let egress = Egress::new(record.id.clone(), record.network.clone(), Arc::clone(settings));
+        Sandbox {
+            record: Mutex::new(record),
+            lifecycle: tokio::sync::Mutex::new(()),
+            live: Mutex::new(None),
+            commands: Mutex::new(Vec::new()),
+            egress,
+        }
+    }
+
+    pub(crate) fn record(&self) -> SandboxRecord {
         self.record.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn state(&self) -> SandboxState {
+    pub(crate) fn state(&self) -> SandboxState {
         self.record.lock().unwrap_or_else(|e| e.into_inner()).status.state
     }
 
@@ -87,6 +104,8 @@ struct Inner {
     tally: Arc<Tally<CommandStatus>>,
     /// Ended runs of code in contexts by status.
     code_tally: Arc<Tally<CodeStatus>>,
+    /// What every sandbox's egress proxy shares.
+    egress: Arc<EgressSettings>,
 }
 
 /// Counts for metrics and health.
@@ -102,6 +121,8 @@ pub struct RuntimeStats {
     pub commands_ended: Vec<(CommandStatus, u64, f64)>,
     /// Ended runs of code in contexts by status: how many, and their wall time in seconds.
     pub code_runs_ended: Vec<(CodeStatus, u64, f64)>,
+    /// Connections the egress proxies refused.
+    pub egress_denied: u64,
 }
 
 /// The runtime. Cheap to clone; every clone is the same runtime.
@@ -123,6 +144,13 @@ impl Runtime {
             .map_err(|e| RuntimeError::io(format!("create {}", sandboxes_dir.display()), e))?;
         let store = Store::open(&config.data_dir.join("airlock.db"))?;
         let lost = store.lose_running_commands("the server stopped before the command ended")?;
+        let egress = Arc::new(EgressSettings {
+            resolver: Resolver { pinned: config.network.pinned_hosts.clone() },
+            protected: Protected {
+                own: config.network.own_addresses.iter().map(|&(ip, port)| (Some(ip), port)).collect(),
+            },
+            denied_total: Default::default(),
+        });
         let mut sandboxes = BTreeMap::new();
         for mut record in store.sandboxes()? {
             if record.pooled && !record.status.state.is_final() {
@@ -148,13 +176,7 @@ impl Runtime {
                 }
                 _ => {}
             }
-            let sandbox = Sandbox {
-                record: Mutex::new(record.clone()),
-                lifecycle: tokio::sync::Mutex::new(()),
-                live: Mutex::new(None),
-                commands: Mutex::new(Vec::new()),
-            };
-            sandboxes.insert(record.id, Arc::new(sandbox));
+            sandboxes.insert(record.id.clone(), Arc::new(Sandbox::new(record, &egress)));
         }
         if lost > 0 {
             tracing::info!(lost, "commands of the previous server marked lost");
@@ -169,6 +191,7 @@ impl Runtime {
                 pool_claimed: Arc::new(tokio::sync::Notify::new()),
                 tally: Arc::default(),
                 code_tally: Arc::default(),
+                egress,
             }),
         };
         runtime.spawn_reaper();
@@ -188,7 +211,7 @@ impl Runtime {
         f(&self.inner.store.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn save(&self, record: &SandboxRecord) {
+    pub(crate) fn save(&self, record: &SandboxRecord) {
         if let Err(e) = self.with_store(|s| s.save_sandbox(record)) {
             tracing::error!(sandbox = %record.id, error = %e, "cannot store a sandbox record");
         }
@@ -206,7 +229,7 @@ impl Runtime {
         record
     }
 
-    fn find(&self, owner: Option<&str>, id: &str) -> Result<Arc<Sandbox>, RuntimeError> {
+    pub(crate) fn find(&self, owner: Option<&str>, id: &str) -> Result<Arc<Sandbox>, RuntimeError> {
         let sandboxes = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner());
         let visible = |s: &Sandbox| {
             let record = s.record.lock().unwrap_or_else(|e| e.into_inner());
@@ -262,8 +285,11 @@ impl Runtime {
     /// and a pool, it is a claim of a pre-started sandbox.
     pub async fn create(&self, owner: Option<&str>, new: NewSandbox) -> Result<SandboxRecord, RuntimeError> {
         self.check_limits(&new.limits)?;
+        self.check_network(&new.network)?;
         let expires_ms = self.expiry(new.ttl)?;
-        if new.limits == self.inner.config.default_limits {
+        // Pooled sandboxes have a network namespace of their own; one that shares the host's
+        // starts afresh.
+        if new.limits == self.inner.config.default_limits && new.network.mode != Mode::Host {
             if let Some(record) = self.claim(owner, &new, expires_ms).await {
                 return Ok(record);
             }
@@ -302,10 +328,12 @@ impl Runtime {
                 record.workdir = new.workdir.clone();
                 record.created_ms = now_ms();
                 record.expires_ms = expires_ms;
+                record.network = new.network.clone();
                 record.status =
                     Status::now(SandboxState::Running, "started", "running (claimed from the pool)");
                 record.clone()
             };
+            sandbox.egress.set_policy(record.network.clone());
             self.save(&record);
             return Some(record);
         }
@@ -338,14 +366,10 @@ impl Runtime {
             workdir: new.workdir,
             slot,
             pooled,
+            network: new.network,
         };
         self.save(&record);
-        let sandbox = Arc::new(Sandbox {
-            record: Mutex::new(record),
-            lifecycle: tokio::sync::Mutex::new(()),
-            live: Mutex::new(None),
-            commands: Mutex::new(Vec::new()),
-        });
+        let sandbox = Arc::new(Sandbox::new(record, &self.inner.egress));
         sandboxes.insert(id, Arc::clone(&sandbox));
         Ok(sandbox)
     }
@@ -373,6 +397,7 @@ impl Runtime {
                     metadata: BTreeMap::new(),
                     ttl: None,
                     workdir: "/workspace".to_owned(),
+                    network: NetworkPolicy::none(),
                 };
                 let started = match runtime.register(None, new, None, true) {
                     Ok(sandbox) => {
@@ -415,7 +440,11 @@ impl Runtime {
             airlock_exe: &config.airlock_exe,
             protections: &config.protections,
         };
-        match launch::launch(&record, &ctx).await {
+        let launched = match launch::launch(&record, &ctx).await {
+            Ok(launched) => self.serve_egress(sandbox, &record, launched).await,
+            Err(e) => Err(e),
+        };
+        match launched {
             Ok(launched) => {
                 let stopping = Arc::new(AtomicBool::new(false));
                 let live = Live {
@@ -436,6 +465,48 @@ impl Runtime {
         }
     }
 
+    /// Take the listener the agent makes on the sandbox's loopback and serve the egress proxy
+    /// on it. A sandbox whose proxy cannot be set up does not start: it would have no way out
+    /// that its policy promises, or, worse, a port its own processes could take.
+    async fn serve_egress(
+        &self,
+        sandbox: &Sandbox,
+        record: &SandboxRecord,
+        launched: launch::Launched,
+    ) -> Result<launch::Launched, RuntimeError> {
+        if record.network.mode == Mode::Host {
+            return Ok(launched);
+        }
+        let listener = launched.conn.socket(Op::ListenLoopback { port: PROXY_PORT }).await;
+        let served = match listener {
+            Ok(listener) => sandbox.egress.serve(listener).map_err(|e| e.to_string()),
+            Err(SocketRefused::Agent(message)) => Err(message),
+            Err(SocketRefused::Hangup) => Err("the agent hung up".to_owned()),
+        };
+        match served {
+            Ok(()) => Ok(launched),
+            Err(message) => {
+                launched.conn.hang_up().await;
+                launch::kill_launcher(launched.launcher_pid);
+                Err(RuntimeError::StartFailed {
+                    id: record.id.clone(),
+                    engine_code: None,
+                    message: format!("the egress proxy could not be set up: {message}"),
+                    hint: None,
+                })
+            }
+        }
+    }
+
+    /// Refuse a policy the server does not allow.
+    pub(crate) fn check_network(&self, policy: &NetworkPolicy) -> Result<(), RuntimeError> {
+        policy.validate()?;
+        if policy.mode == Mode::Host && !self.inner.config.network.allow_host {
+            return Err(RuntimeError::HostNetworkForbidden);
+        }
+        Ok(())
+    }
+
     /// When a sandbox ends without being asked to (its agent died), mark it failed.
     fn watch_end(
         &self,
@@ -454,6 +525,7 @@ impl Runtime {
                 return;
             }
             sandbox.live.lock().unwrap_or_else(|e| e.into_inner()).take();
+            sandbox.egress.close();
             let message = end.map(|e| e.message).unwrap_or_else(|| "the sandbox ended".to_owned());
             runtime.transition(&sandbox, Status::now(SandboxState::Failed, "sandbox_exited", message));
         });
@@ -464,6 +536,7 @@ impl Runtime {
         let live = sandbox.live.lock().unwrap_or_else(|e| e.into_inner()).take();
         let Some(mut live) = live else { return };
         live.stopping.store(true, Ordering::SeqCst);
+        sandbox.egress.close();
         live.conn.hang_up().await;
         let ended = tokio::time::timeout(STOP_GRACE, live.ended.wait_for(Option::is_some)).await.is_ok();
         if !ended {
@@ -821,7 +894,15 @@ impl Runtime {
         let pool_ready = self.inner.pool.lock().unwrap_or_else(|e| e.into_inner()).len();
         let commands_ended = self.inner.tally.snapshot();
         let code_runs_ended = self.inner.code_tally.snapshot();
-        RuntimeStats { sandboxes: by_state, running_commands, pool_ready, commands_ended, code_runs_ended }
+        let egress_denied = self.inner.egress.denied_total.load(Ordering::Relaxed);
+        RuntimeStats {
+            sandboxes: by_state,
+            running_commands,
+            pool_ready,
+            commands_ended,
+            code_runs_ended,
+            egress_denied,
+        }
     }
 
     /// Pause every running sandbox, for a clean server stop: they come back paused.

@@ -8,6 +8,7 @@ use airlock_runtime::{CommandRecord, SandboxLimits, SandboxRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::api_network::NetworkPolicyBody;
 use crate::error::ApiError;
 
 /// RFC 3339 time of a record's milliseconds since the epoch.
@@ -72,6 +73,9 @@ pub struct CreateSandbox {
     pub ttl_seconds: Option<u64>,
     /// Default working directory of commands (absolute, inside the sandbox).
     pub workdir: Option<String>,
+    /// What the sandbox may reach on the network; loopback only when left out.
+    #[serde(default)]
+    pub network: NetworkPolicyBody,
 }
 
 /// `POST /v1/sandboxes/{id}/renew`.
@@ -147,6 +151,8 @@ pub struct SandboxView {
     pub metadata: BTreeMap<String, String>,
     /// Default working directory of commands.
     pub workdir: String,
+    /// Its network policy.
+    pub network: NetworkPolicyBody,
 }
 
 impl From<SandboxRecord> for SandboxView {
@@ -165,6 +171,7 @@ impl From<SandboxRecord> for SandboxView {
             env: r.env,
             metadata: r.metadata,
             workdir: r.workdir,
+            network: r.network.into(),
             id: r.id,
         }
     }

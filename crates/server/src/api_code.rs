@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use crate::api::{rfc3339, LimitsRequest};
+use crate::api_network::NetworkPolicyBody;
 
 /// A context's interpreter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
@@ -205,6 +206,9 @@ pub struct RunOnce {
     /// Answer with a Server-Sent Events stream (also chosen by `Accept: text/event-stream`).
     #[serde(default)]
     pub stream: bool,
+    /// What the run may reach on the network; loopback only when left out.
+    #[serde(default)]
+    pub network: NetworkPolicyBody,
 }
 
 /// One value a run produced.

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod api_code;
 pub mod api_files;
+pub mod api_network;
 pub mod auth;
 pub mod error;
 mod extract;
@@ -24,12 +25,12 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 use tracing::Instrument;
 
 pub use crate::metrics::Metrics;
-use crate::routes::{code, commands, files, sandboxes, system};
+use crate::routes::{code, commands, files, network, sandboxes, system};
 pub use crate::state::AppState;
 
 /// Largest JSON body accepted.
@@ -81,6 +82,14 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/contexts/{context_id}/interrupt", post(code::interrupt_context))
         .route("/sandboxes/{id}/code", post(code::run_code))
         .route("/run", post(code::run_once))
+        .route(
+            "/sandboxes/{id}/network",
+            get(network::get_policy).put(network::put_policy).patch(network::patch_policy),
+        )
+        .route("/sandboxes/{id}/network/denials", get(network::denials))
+        .route("/sandboxes/{id}/ports/{port}", any(network::ingress))
+        .route("/sandboxes/{id}/ports/{port}/", any(network::ingress))
+        .route("/sandboxes/{id}/ports/{port}/{*path}", any(network::ingress))
         .route("/info", get(system::info));
     Router::new()
         .nest("/v1", v1)

@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{code, commands, files, sandboxes, system};
+use crate::routes::{code, commands, files, network, sandboxes, system};
 
 /// Airlock's native API.
 #[derive(OpenApi)]
@@ -17,6 +17,7 @@ use crate::routes::{code, commands, files, sandboxes, system};
         files::move_file, files::remove, files::read_text, files::write_text,
         code::create_context, code::list_contexts, code::get_context, code::delete_context,
         code::restart_context, code::interrupt_context, code::run_code, code::run_once,
+        network::get_policy, network::put_policy, network::patch_policy, network::denials, network::ingress,
         system::health, system::info, system::metrics,
     ),
     tags(
@@ -24,6 +25,7 @@ use crate::routes::{code, commands, files, sandboxes, system};
         (name = "commands", description = "Commands inside a sandbox"),
         (name = "code", description = "Stateful Python, JavaScript and Bash contexts, and one-shot runs"),
         (name = "files", description = "Files inside a sandbox, by paths that resolve in the sandbox"),
+        (name = "network", description = "Egress policy and its denials, and ingress to ports inside a sandbox"),
         (name = "operations", description = "Health, information and metrics"),
     ),
     modifiers(&ApiKeyAuth)

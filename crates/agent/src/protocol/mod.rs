@@ -24,6 +24,20 @@ pub struct Request {
 pub enum Op {
     /// Answer with [`Event::Pong`]: the agent is up.
     Ping,
+    /// Listen on `127.0.0.1:{port}` in the sandbox's network namespace and hand the listening
+    /// socket to the runtime, which accepts the sandbox's connections to that port on the host
+    /// side (the egress proxy). Answered with [`Event::Socket`] or [`Event::Error`].
+    ListenLoopback {
+        /// The port inside the sandbox.
+        port: u16,
+    },
+    /// Connect to `port` on the sandbox's loopback (`127.0.0.1`, then `::1`) and hand the
+    /// connected socket to the runtime (ingress). Answered with [`Event::Socket`] or
+    /// [`Event::Error`].
+    ConnectLoopback {
+        /// The port inside the sandbox.
+        port: u16,
+    },
     /// Start a command. Answered with [`Event::Started`], any number of [`Event::Output`], then
     /// one [`Event::Exit`]; or with one [`Event::Exit`] carrying `spawn_error`.
     Start(StartRequest),
@@ -226,6 +240,8 @@ pub enum OutputStream {
 pub enum Event {
     /// The agent is up.
     Pong,
+    /// The answer that carries a socket: its descriptor travels with this line (SCM_RIGHTS).
+    Socket,
     /// A command's main process started.
     Started {
         /// Its pid inside the sandbox.

@@ -1,10 +1,12 @@
 //! `[server]`: the settings of `airlock serve`, layered as built-in defaults, then the file,
 //! then `AIRLOCK_*` environment variables (and `PORT`), then command-line flags.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use airlock_runtime::SandboxLimits;
+use airlock_runtime::egress::policy::Target;
+use airlock_runtime::{NetworkConfig, SandboxLimits};
 use serde::Deserialize;
 
 use super::limits::Field;
@@ -39,6 +41,30 @@ pub struct ServerSection {
     /// `[server.max_limits]`: the most a sandbox may ask for.
     #[serde(default)]
     pub max_limits: Resources,
+    /// `[server.network]`: what sandboxes may reach.
+    #[serde(default)]
+    pub network: NetworkSection,
+}
+
+/// `[server.network]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    /// Whether a sandbox may ask for the host's network.
+    pub allow_host: Option<bool>,
+    /// Names the egress proxy resolves to these addresses instead of asking DNS.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, HostAddresses>,
+}
+
+/// One address or several.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum HostAddresses {
+    /// `"203.0.113.7"`.
+    One(String),
+    /// `["203.0.113.7", "2001:db8::7"]`.
+    Many(Vec<String>),
 }
 
 /// How log lines are written.
@@ -77,6 +103,8 @@ pub struct ServerSettings {
     pub log_format: LogFormat,
     /// The most a sandbox may ask for.
     pub max_limits: SandboxLimits,
+    /// Network settings; the server's own addresses are filled in when it starts.
+    pub network: NetworkConfig,
 }
 
 /// Environment variables that override `[server]`, with the key each one sets.
@@ -137,6 +165,10 @@ impl Config {
             log_format
         );
         merge_resources(&mut s.max_limits, &file.max_limits);
+        if file.network.allow_host.is_some() {
+            s.network.allow_host = file.network.allow_host;
+        }
+        s.network.hosts.extend(file.network.hosts.clone());
         for (var, key) in ENV_OVERRIDES {
             let Some(value) = env(var) else { continue };
             let number = || {
@@ -236,7 +268,40 @@ fn settle(s: &ServerSection) -> Result<ServerSettings, ConfigError> {
         })?,
         log_format: s.log_format.unwrap_or_default(),
         max_limits,
+        network: NetworkConfig {
+            allow_host: s.network.allow_host.unwrap_or(false),
+            pinned_hosts: pinned_hosts(&s.network.hosts)?,
+            own_addresses: Vec::new(),
+        },
     })
+}
+
+fn pinned_hosts(
+    hosts: &BTreeMap<String, HostAddresses>,
+) -> Result<BTreeMap<String, Vec<IpAddr>>, ConfigError> {
+    let mut pinned = BTreeMap::new();
+    for (name, addresses) in hosts {
+        let field = format!("server.network.hosts.{name}");
+        let name = match Target::parse(name) {
+            Ok(Target::Domain(name)) => name,
+            _ => return Err(invalid(&field, name, "not a host name", "a name such as pypi.internal")),
+        };
+        let texts = match addresses {
+            HostAddresses::One(one) => std::slice::from_ref(one),
+            HostAddresses::Many(many) => many.as_slice(),
+        };
+        if texts.is_empty() {
+            return Err(invalid(&field, "[]", "no address", "one IP address or a list of them"));
+        }
+        let ips = texts
+            .iter()
+            .map(|t| {
+                t.parse::<IpAddr>().map_err(|_| invalid(&field, t, "not an IP address", "e.g. 203.0.113.7"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        pinned.insert(name, ips);
+    }
+    Ok(pinned)
 }
 
 #[cfg(test)]

@@ -50,9 +50,16 @@ fn free_port() -> u16 {
 impl Server {
     /// A fresh server with `extra` environment variables.
     pub fn start(tag: &str, extra: &[(&str, &str)]) -> Server {
+        Server::start_with_config(tag, "", extra)
+    }
+
+    /// A fresh server whose configuration file (`AIRLOCK_CONFIG`) holds `config`, with `extra`
+    /// environment variables.
+    pub fn start_with_config(tag: &str, config: &str, extra: &[(&str, &str)]) -> Server {
         let data_dir = std::env::temp_dir().join(format!("airlock-serve-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         std::fs::create_dir_all(&data_dir).unwrap();
+        std::fs::write(data_dir.join("config.toml"), config).unwrap();
         let mut server = Server { child: None, port: free_port(), data_dir, key: None };
         server.spawn(extra);
         server

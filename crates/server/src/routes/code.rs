@@ -172,6 +172,7 @@ pub async fn run_once(
         timeout: timeout(body.timeout_ms, body.event.as_ref())?,
         max_output_bytes: body.max_output_bytes.unwrap_or(config.max_output_bytes),
         event: body.event,
+        network: body.network.into_policy("network")?,
     };
     let handler = shot.event.is_some();
     let (sandbox_id, events) = state.runtime.run_once(caller.owner(), shot).await?;

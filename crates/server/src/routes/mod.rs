@@ -3,5 +3,6 @@
 pub mod code;
 pub mod commands;
 pub mod files;
+pub mod network;
 pub mod sandboxes;
 pub mod system;

@@ -43,7 +43,8 @@ pub async fn create(
         Some(0) => None,
         Some(s) => Some(Duration::from_secs(s)),
     };
-    let new = NewSandbox { limits, env: body.env, metadata: body.metadata, ttl, workdir };
+    let network = body.network.into_policy("network")?;
+    let new = NewSandbox { limits, env: body.env, metadata: body.metadata, ttl, workdir, network };
     let record = state.runtime.create(caller.owner(), new).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
 }
