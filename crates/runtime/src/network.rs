@@ -30,25 +30,17 @@ impl Runtime {
     ) -> Result<NetworkPolicy, RuntimeError> {
         let sandbox = self.find(owner, id)?;
         self.check_network(&policy)?;
-        let record = {
-            let mut record = sandbox.record.lock().unwrap_or_else(|e| e.into_inner());
-            if record.status.state.is_final() {
-                return Err(RuntimeError::WrongState {
-                    id: id.to_owned(),
-                    state: record.status.state,
-                    action: "change its network policy",
-                });
-            }
+        let record = self.update_record(&sandbox, "change its network policy", |record| {
             let (was_host, is_host) = (record.network.mode == Mode::Host, policy.mode == Mode::Host);
             if was_host != is_host {
                 let other = if was_host { policy.mode.as_str() } else { record.network.mode.as_str() };
                 return Err(RuntimeError::NetworkModeFixed { id: id.to_owned(), other });
             }
             record.network = policy.clone();
+            // Under the record's lock, so that two changes leave the proxy and the record agreeing.
             sandbox.egress.set_policy(policy);
-            record.clone()
-        };
-        self.save(&record);
+            Ok(())
+        })?;
         Ok(record.network)
     }
 

@@ -622,16 +622,29 @@ impl Runtime {
     pub fn renew(&self, owner: Option<&str>, id: &str, ttl: Duration) -> Result<SandboxRecord, RuntimeError> {
         let sandbox = self.find(owner, id)?;
         let expires_ms = self.expiry(Some(ttl))?;
+        self.update_record(&sandbox, "renew", |record| {
+            record.expires_ms = expires_ms;
+            Ok(())
+        })
+    }
+
+    /// Change the record of a sandbox that has not ended with `change`, then store it.
+    pub(crate) fn update_record(
+        &self,
+        sandbox: &Sandbox,
+        action: &'static str,
+        change: impl FnOnce(&mut SandboxRecord) -> Result<(), RuntimeError>,
+    ) -> Result<SandboxRecord, RuntimeError> {
         let record = {
             let mut record = sandbox.record.lock().unwrap_or_else(|e| e.into_inner());
             if record.status.state.is_final() {
                 return Err(RuntimeError::WrongState {
-                    id: id.to_owned(),
+                    id: record.id.clone(),
                     state: record.status.state,
-                    action: "renew",
+                    action,
                 });
             }
-            record.expires_ms = expires_ms;
+            change(&mut record)?;
             record.clone()
         };
         self.save(&record);
