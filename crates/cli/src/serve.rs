@@ -43,8 +43,13 @@ fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
     })
 }
 
+/// An environment variable, unless unset or empty.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
 fn settings(config: &Config) -> anyhow::Result<ServerSettings> {
-    Ok(config.server_settings(&|name| std::env::var(name).ok().filter(|v| !v.is_empty()))?)
+    Ok(config.server_settings(&env_var)?)
 }
 
 /// The data directory: flag, then settings, then the per-user default.
@@ -130,6 +135,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         "rootless": !nix::unistd::geteuid().is_root(),
         "network": if settings.network.allow_host { vec!["none", "allowlist", "host"] } else { vec!["none", "allowlist"] },
     });
+    let front_doors = airlock_server::compat::FrontDoors {
+        opensandbox: settings.opensandbox.clone(),
+        sandbox_runtime: config::sandbox_runtime::settings(&env_var)?,
+        executor: config::executor::settings(&env_var)?,
+    };
     let address = SocketAddr::new(settings.address, settings.port);
     let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     tokio.block_on(async move {
@@ -152,7 +162,12 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             tracing::warn!("no API keys: listening on loopback only, and requests need no key");
         }
         tracing::info!(address = %bound, data_dir = %data_dir.display(), keys, "airlock serve: listening on http://{bound}");
-        let options = airlock_server::ServeOptions { listener, require_keys: !settings.address.is_loopback(), features };
+        let options = airlock_server::ServeOptions {
+            listener,
+            require_keys: !settings.address.is_loopback(),
+            features,
+            front_doors,
+        };
         airlock_server::serve(runtime, options, stop_signal()).await?;
         tracing::info!("stopped");
         Ok(())

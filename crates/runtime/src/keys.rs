@@ -24,6 +24,13 @@ pub fn hash_secret(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The token that opens one sandbox, and nothing else, to whoever holds it: the hex SHA-256
+/// of the server's token secret and the sandbox id. Front doors hand it out with a sandbox's
+/// endpoints so that clients reach the sandbox without sending their API key along.
+pub fn sandbox_token(secret: &str, sandbox_id: &str) -> String {
+    hash_secret(&format!("{secret}\n{sandbox_id}"))
+}
+
 /// Create a key named `name` in `store`.
 pub fn create(store: &Store, name: &str) -> Result<CreatedKey, RuntimeError> {
     if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
@@ -56,6 +63,21 @@ mod tests {
         assert!(create(&store, "").is_err());
         assert!(store.remove_key(&created.key.id).unwrap());
         assert_eq!(store.key_by_hash(&hash_secret(&created.secret)).unwrap(), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn sandbox_tokens_differ_per_sandbox_and_secret_and_the_secret_is_kept() {
+        let dir = std::env::temp_dir().join(format!("airlock-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&dir.join("db")).unwrap();
+        let secret = store.secret("sandbox_tokens").unwrap();
+        assert_eq!(secret.len(), 64);
+        assert_eq!(store.secret("sandbox_tokens").unwrap(), secret, "kept, not made again");
+        assert_ne!(store.secret("other").unwrap(), secret);
+        let a = sandbox_token(&secret, "sbx_a");
+        assert_ne!(a, sandbox_token(&secret, "sbx_b"));
+        assert_ne!(a, sandbox_token("another secret", "sbx_a"));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -17,6 +17,7 @@ mod launch;
 mod model;
 mod network;
 mod oneshot;
+pub mod outbox;
 pub mod relay;
 mod runtime;
 mod store;

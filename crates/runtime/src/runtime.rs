@@ -106,6 +106,8 @@ struct Inner {
     code_tally: Arc<Tally<CodeStatus>>,
     /// What every sandbox's egress proxy shares.
     egress: Arc<EgressSettings>,
+    /// Keys the per-sandbox access tokens ([`Runtime::sandbox_token`]).
+    token_secret: String,
 }
 
 /// Counts for metrics and health.
@@ -143,6 +145,7 @@ impl Runtime {
             .create(&sandboxes_dir)
             .map_err(|e| RuntimeError::io(format!("create {}", sandboxes_dir.display()), e))?;
         let store = Store::open(&config.data_dir.join("airlock.db"))?;
+        let token_secret = store.secret("sandbox_tokens")?;
         let lost = store.lose_running_commands("the server stopped before the command ended")?;
         let egress = Arc::new(EgressSettings {
             resolver: Resolver { pinned: config.network.pinned_hosts.clone() },
@@ -192,6 +195,7 @@ impl Runtime {
                 tally: Arc::default(),
                 code_tally: Arc::default(),
                 egress,
+                token_secret,
             }),
         };
         runtime.spawn_reaper();
@@ -204,6 +208,26 @@ impl Runtime {
     /// The configuration it runs with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.inner.config
+    }
+
+    /// The token that opens the owner's sandbox `id` alone (see [`crate::keys::sandbox_token`]).
+    pub fn sandbox_token(&self, owner: Option<&str>, id: &str) -> Result<String, RuntimeError> {
+        self.find(owner, id)?;
+        Ok(crate::keys::sandbox_token(&self.inner.token_secret, id))
+    }
+
+    /// The owner of sandbox `id` if `token` is its access token; `Err` when it is not, or when
+    /// no such sandbox is visible to anyone.
+    pub fn owner_by_token(&self, id: &str, token: &str) -> Result<Option<String>, RuntimeError> {
+        let expected = crate::keys::sandbox_token(&self.inner.token_secret, id);
+        // Compared in time that does not depend on where the strings differ.
+        let same = expected.len() == token.len()
+            && expected.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        let sandbox = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        match sandbox.map(|s| s.record()) {
+            Some(record) if same && !record.pooled => Ok(record.owner),
+            _ => Err(RuntimeError::SandboxNotFound { id: id.to_owned() }),
+        }
     }
 
     /// Run `f` on the store.

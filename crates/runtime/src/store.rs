@@ -21,7 +21,7 @@ pub struct StoredKey {
 
 /// The database.
 pub struct Store {
-    db: Connection,
+    pub(crate) db: Connection,
 }
 
 const SCHEMA: &str = "
@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS commands (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS commands_by_sandbox ON commands (sandbox_id, started_ms);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS api_keys (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -57,6 +61,14 @@ impl Store {
         db.busy_timeout(std::time::Duration::from_secs(5))?;
         db.execute_batch(SCHEMA)?;
         Ok(Store { db })
+    }
+
+    /// The server's secret named `name`, made (random) on first use and kept across restarts.
+    pub fn secret(&self, name: &str) -> Result<String, RuntimeError> {
+        let fresh = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        self.db
+            .execute("INSERT OR IGNORE INTO secrets (name, value) VALUES (?1, ?2)", params![name, fresh])?;
+        Ok(self.db.query_row("SELECT value FROM secrets WHERE name = ?1", params![name], |row| row.get(0))?)
     }
 
     /// Reserve a slot (the host uid number) for a new sandbox `id`; slots are never reused.

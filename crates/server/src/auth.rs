@@ -23,10 +23,12 @@ impl Caller {
     }
 }
 
-/// The secret a request carries, if any.
+/// The secret a request carries, if any. `OPEN-SANDBOX-API-KEY` is what OpenSandbox clients send.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(value) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        return Some(value.trim());
+    for name in ["x-api-key", "open-sandbox-api-key"] {
+        if let Some(value) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            return Some(value.trim());
+        }
     }
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
@@ -73,6 +75,8 @@ mod tests {
         assert_eq!(presented_key(&headers), Some("ak_1"));
         headers.insert("authorization", HeaderValue::from_static("Basic xyz"));
         assert_eq!(presented_key(&headers), None);
+        headers.insert("open-sandbox-api-key", HeaderValue::from_static("ak_3"));
+        assert_eq!(presented_key(&headers), Some("ak_3"));
         headers.insert("x-api-key", HeaderValue::from_static("ak_2"));
         assert_eq!(presented_key(&headers), Some("ak_2"));
     }

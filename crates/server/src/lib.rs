@@ -8,6 +8,7 @@ pub mod api_code;
 pub mod api_files;
 pub mod api_network;
 pub mod auth;
+pub mod compat;
 pub mod error;
 mod extract;
 mod metrics;
@@ -45,6 +46,8 @@ pub struct ServeOptions {
     pub require_keys: bool,
     /// Isolation features in force, reported by `/v1/info`.
     pub features: serde_json::Value,
+    /// Settings of the compatibility front doors.
+    pub front_doors: compat::FrontDoors,
 }
 
 /// The application: every route with its middleware.
@@ -96,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(system::health))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
+        .merge(compat::routes())
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
@@ -142,7 +146,9 @@ pub async fn serve(
         metrics: Arc::default(),
         ready: Arc::clone(&ready),
         features: Arc::new(options.features),
+        front_doors: Arc::new(options.front_doors),
     };
+    compat::start(&state);
     let app = router(state);
     ready.store(true, Ordering::SeqCst);
     let stopping = {

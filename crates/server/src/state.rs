@@ -20,4 +20,6 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Isolation features in force, for `/v1/info`.
     pub features: Arc<serde_json::Value>,
+    /// Settings of the compatibility front doors.
+    pub front_doors: Arc<crate::compat::FrontDoors>,
 }

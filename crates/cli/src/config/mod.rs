@@ -23,10 +23,12 @@
 
 mod bind;
 mod error;
+pub mod executor;
 mod limits;
 pub mod locate;
 pub mod quantity;
 pub mod resolve;
+pub mod sandbox_runtime;
 pub mod schema;
 pub mod server;
 

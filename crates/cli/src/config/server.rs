@@ -105,6 +105,8 @@ pub struct ServerSettings {
     pub max_limits: SandboxLimits,
     /// Network settings; the server's own addresses are filled in when it starts.
     pub network: NetworkConfig,
+    /// The OpenSandbox front door's settings.
+    pub opensandbox: airlock_server::compat::opensandbox::Settings,
 }
 
 /// Environment variables that override `[server]`, with the key each one sets.
@@ -114,6 +116,8 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("PORT", "port"),
     ("AIRLOCK_DATA_DIR", "data_dir"),
     ("AIRLOCK_POOL_SIZE", "pool_size"),
+    // The Sandbox Runtime's name for the same setting.
+    ("SANDBOX_POOL_SIZE", "pool_size"),
     ("AIRLOCK_DEFAULT_TTL_SECONDS", "default_ttl_seconds"),
     ("AIRLOCK_MAX_TTL_SECONDS", "max_ttl_seconds"),
     ("AIRLOCK_MAX_SANDBOXES", "max_sandboxes"),
@@ -273,6 +277,7 @@ fn settle(s: &ServerSection) -> Result<ServerSettings, ConfigError> {
             pinned_hosts: pinned_hosts(&s.network.hosts)?,
             own_addresses: Vec::new(),
         },
+        opensandbox: Default::default(),
     })
 }
 

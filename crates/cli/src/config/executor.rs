@@ -1,0 +1,10 @@
+//! STUB
+
+use airlock_server::compat::executor::Settings;
+
+use super::ConfigError;
+
+/// Settings from the environment.
+pub fn settings(_env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+    Ok(Settings::default())
+}
