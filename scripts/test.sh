@@ -28,6 +28,19 @@ if [ "$(id -u)" -eq 0 ] && ! /usr/bin/python3 -c 'import matplotlib' 2>/dev/null
     --root-user-action=ignore matplotlib
 fi
 
+# The OpenSandbox front door's tests drive the server through the official Python SDKs, kept
+# apart from the system's packages in target/python-sdk.
+sdk_dir=target/python-sdk
+if ! PYTHONPATH=$sdk_dir python3 -c 'import opensandbox, code_interpreter' 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 || {
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null
+  }
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target "$sdk_dir" --upgrade opensandbox opensandbox-code-interpreter
+fi
+export AIRLOCK_SDK_PYTHONPATH="$PWD/$sdk_dir"
+
 cargo fmt --all --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked

@@ -106,6 +106,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         max_file_bytes: resolved.max_file_bytes,
         tmp_size_bytes: resolved.tmp_size_bytes.unwrap_or(64 << 20),
     };
+    let templates = settings.templates(&default_limits)?;
     let cgroup = crate::request::cgroup_preference(resolved.platform.cgroups_version);
     let protections = crate::request::protections(&resolved.platform, cgroup);
     let runtime_config = RuntimeConfig {
@@ -124,6 +125,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             own_addresses: own_addresses(SocketAddr::new(settings.address, settings.port)),
             ..settings.network.clone()
         },
+        templates,
     };
     let features = serde_json::json!({
         "user_namespaces": true,

@@ -37,6 +37,35 @@ pub struct RuntimeConfig {
     pub pool_size: usize,
     /// Network settings.
     pub network: NetworkConfig,
+    /// Named presets for new sandboxes. [`crate::DEFAULT_TEMPLATE`] is always there: the default
+    /// limits, no variables, `/workspace`.
+    pub templates: BTreeMap<String, Template>,
+}
+
+/// What a sandbox made from a template starts with; its creator may override each part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    /// Limits.
+    pub limits: SandboxLimits,
+    /// Variables set for every command.
+    pub env: BTreeMap<String, String>,
+    /// Default working directory of commands.
+    pub workdir: String,
+}
+
+impl RuntimeConfig {
+    /// The template named `name`; the built-in default when the configuration names none such.
+    pub fn template(&self, name: &str) -> Option<Template> {
+        match self.templates.get(name) {
+            Some(template) => Some(template.clone()),
+            None if name == crate::DEFAULT_TEMPLATE => Some(Template {
+                limits: self.default_limits.clone(),
+                env: BTreeMap::new(),
+                workdir: "/workspace".to_owned(),
+            }),
+            None => None,
+        }
+    }
 }
 
 /// How sandboxes reach the network.

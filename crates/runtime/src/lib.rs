@@ -28,13 +28,13 @@ pub use code::{
     CodeEvent, CodeEvents, CodeOutcome, CodeResult, CodeRun, CodeStatus, CodeUsage, ContextRecord, NewContext,
 };
 pub use command::{CommandEvent, CommandHandle, Logs};
-pub use config::{NetworkConfig, RuntimeConfig};
+pub use config::{NetworkConfig, RuntimeConfig, Template};
 pub use context::MAX_CONTEXTS_PER_SANDBOX;
 pub use error::{ErrorClass, RuntimeError};
 pub use files::{FileChunk, FileReader, Listing, WriteOptions};
 pub use model::{
     now_ms, CommandRecord, CommandSpec, CommandStatus, CommandUsage, NewSandbox, Page, SandboxFilter,
-    SandboxLimits, SandboxRecord, SandboxState, Status,
+    SandboxLimits, SandboxRecord, SandboxState, Status, DEFAULT_TEMPLATE,
 };
 pub use network::MAX_DENIALS_PER_PAGE;
 pub use oneshot::OneShot;

@@ -118,6 +118,20 @@ pub struct NewSandbox {
     pub workdir: String,
     /// What the sandbox may reach on the network.
     pub network: NetworkPolicy,
+    /// The template it was made from ([`DEFAULT_TEMPLATE`] unless a front door picked another).
+    pub template: String,
+    /// The image a client named, kept to report it back (OpenSandbox); Airlock runs every
+    /// sandbox on the host's `/usr`.
+    pub image: Option<String>,
+    /// A program started in the background whenever the sandbox starts or resumes; empty for none.
+    pub entrypoint: Vec<String>,
+}
+
+/// The template every sandbox uses unless its creator picks another.
+pub const DEFAULT_TEMPLATE: &str = "default";
+
+fn default_template() -> String {
+    DEFAULT_TEMPLATE.to_owned()
 }
 
 /// A sandbox as the runtime and its store know it.
@@ -149,6 +163,15 @@ pub struct SandboxRecord {
     /// What the sandbox may reach on the network.
     #[serde(default)]
     pub network: NetworkPolicy,
+    /// The template it was made from.
+    #[serde(default = "default_template")]
+    pub template: String,
+    /// The image a client named, if any.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Started in the background whenever the sandbox starts or resumes; empty for none.
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
 }
 
 /// What listing returns and how to ask for the next page.

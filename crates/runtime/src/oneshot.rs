@@ -15,7 +15,7 @@ use crate::command::{CommandEvent, CommandHandle};
 use crate::egress::policy::NetworkPolicy;
 use crate::error::RuntimeError;
 use crate::files::WriteOptions;
-use crate::model::{CommandRecord, CommandSpec, CommandStatus, NewSandbox, SandboxLimits};
+use crate::model::{CommandRecord, CommandSpec, CommandStatus, NewSandbox, SandboxLimits, DEFAULT_TEMPLATE};
 use crate::runtime::Runtime;
 
 /// Added to a one-shot run's timeout for its sandbox's time to live, so that a sandbox whose
@@ -70,6 +70,9 @@ impl Runtime {
             ttl: Some(self.config().max_ttl.map_or(ttl, |max| ttl.min(max))),
             workdir: "/workspace".to_owned(),
             network: shot.network.clone(),
+            template: DEFAULT_TEMPLATE.to_owned(),
+            image: None,
+            entrypoint: Vec::new(),
         };
         let record = self.create(owner, new).await?;
         let id = record.id;

@@ -23,7 +23,7 @@ use crate::error::RuntimeError;
 use crate::launch::{self, LaunchContext, LaunchEnd};
 use crate::model::{
     now_ms, CommandRecord, CommandSpec, CommandStatus, CommandUsage, NewSandbox, Page, SandboxFilter,
-    SandboxLimits, SandboxRecord, SandboxState, Status,
+    SandboxLimits, SandboxRecord, SandboxState, Status, DEFAULT_TEMPLATE,
 };
 use crate::store::Store;
 
@@ -315,17 +315,41 @@ impl Runtime {
         // starts afresh.
         if new.limits == self.inner.config.default_limits && new.network.mode != Mode::Host {
             if let Some(record) = self.claim(owner, &new, expires_ms).await {
+                self.start_entrypoint(&record).await;
                 return Ok(record);
             }
         }
         let sandbox = self.register(owner, new, expires_ms, false)?;
-        let _lifecycle = sandbox.lifecycle.lock().await;
-        let started = self.start(&sandbox, "started").await;
-        if started.is_err() {
+        let started = {
+            let _lifecycle = sandbox.lifecycle.lock().await;
+            self.start(&sandbox, "started").await
+        };
+        match &started {
+            Ok(record) => self.start_entrypoint(record).await,
             // A sandbox that never ran has nothing worth keeping but its `failed` record.
-            remove_sandbox_dir(&self.inner.config, &sandbox.record().id);
+            Err(_) => remove_sandbox_dir(&self.inner.config, &sandbox.record().id),
         }
         started
+    }
+
+    /// Start the sandbox's entrypoint, if it has one, as a background command. One that cannot
+    /// start is logged and shows as a failed command; the sandbox stays up for the caller to see.
+    async fn start_entrypoint(&self, record: &SandboxRecord) {
+        if record.entrypoint.is_empty() {
+            return;
+        }
+        let spec = CommandSpec {
+            argv: record.entrypoint.clone(),
+            env: BTreeMap::new(),
+            cwd: None,
+            timeout: None,
+            stdin: None,
+            keep_stdin_open: false,
+            max_output_bytes: self.inner.config.max_output_bytes,
+        };
+        if let Err(e) = self.run_command(record.owner.as_deref(), &record.id, spec).await {
+            tracing::warn!(sandbox = %record.id, error = %e, "the entrypoint did not start");
+        }
     }
 
     /// Take a running sandbox from the pool and give it to `owner`. Each pool sandbox is
@@ -353,6 +377,9 @@ impl Runtime {
                 record.created_ms = now_ms();
                 record.expires_ms = expires_ms;
                 record.network = new.network.clone();
+                record.template = new.template.clone();
+                record.image = new.image.clone();
+                record.entrypoint = new.entrypoint.clone();
                 record.status =
                     Status::now(SandboxState::Running, "started", "running (claimed from the pool)");
                 record.clone()
@@ -361,6 +388,25 @@ impl Runtime {
             self.save(&record);
             return Some(record);
         }
+    }
+
+    /// Change a sandbox's metadata: a present value sets its key, `None` removes it.
+    pub fn patch_metadata(
+        &self,
+        owner: Option<&str>,
+        id: &str,
+        patch: &BTreeMap<String, Option<String>>,
+    ) -> Result<SandboxRecord, RuntimeError> {
+        let sandbox = self.find(owner, id)?;
+        self.update_record(&sandbox, "change metadata", |record| {
+            for (key, value) in patch {
+                match value {
+                    Some(value) => record.metadata.insert(key.clone(), value.clone()),
+                    None => record.metadata.remove(key),
+                };
+            }
+            Ok(())
+        })
     }
 
     /// Make the record of a new sandbox, counting it against the server's maximum.
@@ -391,6 +437,9 @@ impl Runtime {
             slot,
             pooled,
             network: new.network,
+            template: new.template,
+            image: new.image,
+            entrypoint: new.entrypoint,
         };
         self.save(&record);
         let sandbox = Arc::new(Sandbox::new(record, &self.inner.egress));
@@ -422,6 +471,9 @@ impl Runtime {
                     ttl: None,
                     workdir: "/workspace".to_owned(),
                     network: NetworkPolicy::none(),
+                    template: DEFAULT_TEMPLATE.to_owned(),
+                    image: None,
+                    entrypoint: Vec::new(),
                 };
                 let started = match runtime.register(None, new, None, true) {
                     Ok(sandbox) => {
@@ -616,7 +668,10 @@ impl Runtime {
             return Err(RuntimeError::WrongState { id: id.to_owned(), state, action: "resume" });
         }
         self.transition(&sandbox, Status::now(SandboxState::Pending, "resuming", "starting"));
-        self.start(&sandbox, "resumed").await
+        let record = self.start(&sandbox, "resumed").await?;
+        drop(_lifecycle);
+        self.start_entrypoint(&record).await;
+        Ok(record)
     }
 
     /// Delete a sandbox: stop it, remove its workspace, keep its record as `terminated`.

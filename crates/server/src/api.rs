@@ -153,6 +153,10 @@ pub struct SandboxView {
     pub workdir: String,
     /// Its network policy.
     pub network: NetworkPolicyBody,
+    /// The template it was made from.
+    pub template: String,
+    /// Started in the background whenever the sandbox starts or resumes; empty for none.
+    pub entrypoint: Vec<String>,
 }
 
 impl From<SandboxRecord> for SandboxView {
@@ -172,6 +176,8 @@ impl From<SandboxRecord> for SandboxView {
             metadata: r.metadata,
             workdir: r.workdir,
             network: r.network.into(),
+            template: r.template,
+            entrypoint: r.entrypoint,
             id: r.id,
         }
     }

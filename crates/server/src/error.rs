@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 /// each; a test keeps the two in step.
 pub const REGISTRY: &[(&str, u16, &str)] = &[
     ("INVALID_ARGUMENT", 400, "a field of the request is out of range or malformed"),
+    ("IMAGE_NOT_MAPPED", 400, "the OpenSandbox image is not one the server maps to a template"),
     ("MALFORMED_JSON", 400, "the body is not JSON of the expected shape"),
     ("UNSUPPORTED_MEDIA_TYPE", 415, "the body is not sent as application/json"),
     ("PAYLOAD_TOO_LARGE", 413, "the body is larger than the server accepts"),
@@ -46,6 +47,14 @@ pub const REGISTRY: &[(&str, u16, &str)] = &[
     ("FILE_NOT_UTF8", 400, "a file read as text is not UTF-8"),
     ("FILE_OPERATION_FAILED", 400, "a file operation failed otherwise: a full disk, a cross-device move"),
     ("RANGE_NOT_SATISFIABLE", 416, "the requested byte range lies beyond the end of the file"),
+    ("EXECUTOR_BUSY", 503, "MAX_CONCURRENT_EXECUTIONS executions already run"),
+    ("SESSION_NOT_FOUND", 404, "Sandbox Runtime: no session of this name belongs to the caller"),
+    ("SESSION_EXPIRED", 410, "Sandbox Runtime: the session ended when its time to live ran out"),
+    ("SESSION_EXISTS", 409, "Sandbox Runtime: a session of this name exists already"),
+    ("EXECUTION_TIMEOUT", 408, "Sandbox Runtime: a run was stopped at its timeout"),
+    ("RESOURCE_LIMIT", 429, "Sandbox Runtime: a memory, process or server limit stopped the work"),
+    ("ISOLATION_FAILED", 500, "Sandbox Runtime: the session's sandbox could not start or went away"),
+    ("NETWORK_DISABLED", 403, "Sandbox Runtime: the session has no network for what the code asked"),
 ];
 
 /// An error as the API answers it.

@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use airlock_runtime::egress::policy::Target;
-use airlock_runtime::{NetworkConfig, SandboxLimits};
+use airlock_runtime::{NetworkConfig, SandboxLimits, Template, DEFAULT_TEMPLATE};
+use airlock_server::compat::opensandbox::Settings as OpenSandboxSettings;
 use serde::Deserialize;
 
 use super::limits::Field;
@@ -44,6 +45,37 @@ pub struct ServerSection {
     /// `[server.network]`: what sandboxes may reach.
     #[serde(default)]
     pub network: NetworkSection,
+    /// `[server.templates.NAME]`: named presets for new sandboxes.
+    #[serde(default)]
+    pub templates: BTreeMap<String, TemplateSection>,
+    /// `[server.opensandbox]`: the OpenSandbox front door.
+    #[serde(default)]
+    pub opensandbox: OpenSandboxSection,
+}
+
+/// `[server.templates.NAME]` as written: what differs from the server's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSection {
+    /// Limits, as in `[defaults.resources]`; what is left out keeps the default.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Variables set for every command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Default working directory of commands.
+    pub workdir: Option<String>,
+}
+
+/// `[server.opensandbox]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSandboxSection {
+    /// Image name to template name.
+    #[serde(default)]
+    pub images: BTreeMap<String, String>,
+    /// Refuse images that `images` does not name, instead of giving them the default template.
+    pub only_mapped_images: Option<bool>,
 }
 
 /// `[server.network]` as written.
@@ -79,7 +111,7 @@ pub enum LogFormat {
 }
 
 /// `[server]` with every default filled in and every value checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     /// Address to listen on.
     pub address: IpAddr,
@@ -107,6 +139,8 @@ pub struct ServerSettings {
     pub network: NetworkConfig,
     /// The OpenSandbox front door's settings.
     pub opensandbox: airlock_server::compat::opensandbox::Settings,
+    /// `[server.templates]`, checked; limits are resolved over the defaults by [`templates`].
+    pub templates: BTreeMap<String, TemplateSection>,
 }
 
 /// Environment variables that override `[server]`, with the key each one sets.
@@ -173,6 +207,11 @@ impl Config {
             s.network.allow_host = file.network.allow_host;
         }
         s.network.hosts.extend(file.network.hosts.clone());
+        s.templates.extend(file.templates.clone());
+        s.opensandbox.images.extend(file.opensandbox.images.clone());
+        if file.opensandbox.only_mapped_images.is_some() {
+            s.opensandbox.only_mapped_images = file.opensandbox.only_mapped_images;
+        }
         for (var, key) in ENV_OVERRIDES {
             let Some(value) = env(var) else { continue };
             let number = || {
@@ -277,8 +316,82 @@ fn settle(s: &ServerSection) -> Result<ServerSettings, ConfigError> {
             pinned_hosts: pinned_hosts(&s.network.hosts)?,
             own_addresses: Vec::new(),
         },
-        opensandbox: Default::default(),
+        opensandbox: opensandbox_settings(s)?,
+        templates: s.templates.clone(),
     })
+}
+
+fn opensandbox_settings(s: &ServerSection) -> Result<OpenSandboxSettings, ConfigError> {
+    for (name, template) in &s.templates {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(invalid("server.templates", name, "not a template name", "letters, digits, - _ ."));
+        }
+        if let Some(workdir) = template.workdir.as_deref().filter(|w| !w.starts_with('/')) {
+            let field = format!("server.templates.{name}.workdir");
+            return Err(invalid(&field, workdir, "not an absolute path", "e.g. /workspace"));
+        }
+    }
+    for (image, template) in &s.opensandbox.images {
+        if template != DEFAULT_TEMPLATE && !s.templates.contains_key(template) {
+            let field = format!("server.opensandbox.images.{image}");
+            return Err(invalid(&field, template, "no such template", "a name from [server.templates]"));
+        }
+    }
+    Ok(OpenSandboxSettings {
+        images: s.opensandbox.images.clone(),
+        only_mapped_images: s.opensandbox.only_mapped_images.unwrap_or(false),
+    })
+}
+
+impl ServerSettings {
+    /// The templates, each one's limits resolved over `defaults` (the server's default limits).
+    pub fn templates(&self, defaults: &SandboxLimits) -> Result<BTreeMap<String, Template>, ConfigError> {
+        let mut templates = BTreeMap::new();
+        for (name, section) in &self.templates {
+            let r = &section.resources;
+            let field = |key: &str| format!("server.templates.{name}.resources.{key}");
+            let size = |f: Field, key: &str, q: Option<&Quantity>, default: u64| {
+                q.map_or(Ok(default), |q| quantity(f, &field(key), q))
+            };
+            let limits = SandboxLimits {
+                memory_bytes: size(
+                    Field::MemoryBytes,
+                    "memory_bytes",
+                    r.memory_bytes.as_ref(),
+                    defaults.memory_bytes,
+                )?,
+                max_pids: match r.max_pids {
+                    Some(n) => count(&field("max_pids"), n, 1..=4_194_304)?,
+                    None => defaults.max_pids,
+                },
+                cpu_millis: match &r.cpu {
+                    Some(q) => Some(quantity(Field::Cpu, &field("cpu"), q)?),
+                    None => defaults.cpu_millis,
+                },
+                max_open_files: match r.max_open_files {
+                    Some(n) => count(&field("max_open_files"), n, 8..=1_048_576)?,
+                    None => defaults.max_open_files,
+                },
+                max_file_bytes: match &r.max_file_bytes {
+                    Some(q) => Some(quantity(Field::MaxFileBytes, &field("max_file_bytes"), q)?),
+                    None => defaults.max_file_bytes,
+                },
+                tmp_size_bytes: size(
+                    Field::TmpSizeBytes,
+                    "tmp_size_bytes",
+                    r.tmp_size_bytes.as_ref(),
+                    defaults.tmp_size_bytes,
+                )?,
+            };
+            let template = Template {
+                limits,
+                env: section.env.clone(),
+                workdir: section.workdir.clone().unwrap_or_else(|| "/workspace".to_owned()),
+            };
+            templates.insert(name.clone(), template);
+        }
+        Ok(templates)
+    }
 }
 
 fn pinned_hosts(
@@ -329,6 +442,31 @@ mod tests {
         assert_eq!((s.port, s.pool_size), (9100, 0));
         let s = settings("", &[("AIRLOCK_PORT", "9200"), ("PORT", "9300")]).unwrap();
         assert_eq!(s.port, 9300, "PORT, the platform convention, is applied last");
+    }
+
+    #[test]
+    fn templates_resolve_over_the_defaults_and_images_name_existing_ones() {
+        let toml = "[server.templates.py]\nenv = { A = \"1\" }\n[server.templates.py.resources]\n\
+                    memory_bytes = \"1G\"\n[server.opensandbox]\nonly_mapped_images = true\n\
+                    [server.opensandbox.images]\n\"python:3.11\" = \"py\"\n\"ubuntu\" = \"default\"\n";
+        let s = settings(toml, &[]).unwrap();
+        assert!(s.opensandbox.only_mapped_images);
+        assert_eq!(s.opensandbox.images["python:3.11"], "py");
+        let defaults = SandboxLimits {
+            memory_bytes: 1 << 28,
+            max_pids: 128,
+            cpu_millis: None,
+            max_open_files: 1024,
+            max_file_bytes: None,
+            tmp_size_bytes: 1 << 26,
+        };
+        let py = &s.templates(&defaults).unwrap()["py"];
+        assert_eq!((py.limits.memory_bytes, py.limits.max_pids), (1 << 30, 128));
+        assert_eq!((py.env["A"].as_str(), py.workdir.as_str()), ("1", "/workspace"));
+        let e = settings("[server.opensandbox.images]\n\"python\" = \"nope\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("server.opensandbox.images.python"), "{e}");
+        let e = settings("[server.templates.t]\nworkdir = \"rel\"\n", &[]).unwrap_err();
+        assert!(e.to_string().contains("server.templates.t.workdir"), "{e}");
     }
 
     #[test]

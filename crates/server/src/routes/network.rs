@@ -86,7 +86,8 @@ pub async fn denials(
 }
 
 /// Headers of the caller's request that stay on this side: its credentials for this server.
-const PRIVATE_HEADERS: [&str; 3] = ["authorization", "x-api-key", "cookie"];
+const PRIVATE_HEADERS: [&str; 5] =
+    ["authorization", "x-api-key", "open-sandbox-api-key", "x-execd-access-token", "cookie"];
 
 /// Pass an HTTP request (WebSocket upgrades included) to the server listening on `port` on
 /// the sandbox's loopback, and its answer back. The path after `/ports/{port}` is the path

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use airlock_runtime::{NewSandbox, SandboxFilter, SandboxState};
+use airlock_runtime::{NewSandbox, SandboxFilter, SandboxState, DEFAULT_TEMPLATE};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -44,12 +44,23 @@ pub async fn create(
         Some(s) => Some(Duration::from_secs(s)),
     };
     let network = body.network.into_policy("network")?;
-    let new = NewSandbox { limits, env: body.env, metadata: body.metadata, ttl, workdir, network };
+    let new = NewSandbox {
+        limits,
+        env: body.env,
+        metadata: body.metadata,
+        ttl,
+        workdir,
+        network,
+        template: DEFAULT_TEMPLATE.to_owned(),
+        image: None,
+        entrypoint: Vec::new(),
+    };
     let record = state.runtime.create(caller.owner(), new).await?;
     Ok((StatusCode::CREATED, Json(record.into())))
 }
 
-fn check_pairs(
+/// Refuse a map with a key `key_ok` rejects or a value with a NUL byte, naming the entry.
+pub(crate) fn check_pairs(
     field: &str,
     pairs: &std::collections::BTreeMap<String, String>,
     key_ok: impl Fn(&str) -> bool,
