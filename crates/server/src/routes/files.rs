@@ -153,9 +153,9 @@ fn parse_range(header: &str, size: u64) -> Range {
 /// Write a streamed body to `path` in pieces: the first creates or truncates the file (and its
 /// parents), the next ones write at growing offsets. Not atomic: a body that breaks off leaves
 /// what was written.
-async fn write_pieces<E: Display>(
+pub(crate) async fn write_pieces<E: Display>(
     state: &AppState,
-    caller: &Caller,
+    owner: Option<&str>,
     id: &str,
     path: &str,
     mode: Option<u32>,
@@ -167,7 +167,7 @@ async fn write_pieces<E: Display>(
     let flush = |piece: Vec<u8>, written: Option<u64>| {
         let how = WriteOptions { offset: written, create_parents: written.is_none(), mode };
         async move {
-            state.runtime.write_file(caller.owner(), id, path, &piece, how).await?;
+            state.runtime.write_file(owner, id, path, &piece, how).await?;
             Ok::<_, ApiError>(written.unwrap_or(0) + piece.len() as u64)
         }
     };
@@ -207,7 +207,7 @@ pub async fn upload(
 ) -> Result<Json<FileView>, ApiError> {
     let q = query(q)?;
     let mode = parse_mode("mode", q.mode.as_deref())?;
-    write_pieces(&state, &caller, &id, &q.path, mode, body.into_data_stream()).await?;
+    write_pieces(&state, caller.owner(), &id, &q.path, mode, body.into_data_stream()).await?;
     Ok(Json(state.runtime.stat(caller.owner(), &id, &q.path).await?.into()))
 }
 
@@ -257,7 +257,7 @@ pub async fn upload_multipart(
         }
         let path = format!("{}/{name}", q.dir.trim_end_matches('/'));
         let field = field.map(|chunk| chunk.map_err(|e| e.body_text()));
-        write_pieces(&state, &caller, &id, &path, mode, field).await?;
+        write_pieces(&state, caller.owner(), &id, &path, mode, field).await?;
         files.push(state.runtime.stat(caller.owner(), &id, &path).await?.into());
     }
     Ok((StatusCode::CREATED, Json(UploadedFiles { files })))
@@ -396,7 +396,7 @@ pub async fn write_text(
 ) -> Result<Json<FileView>, ApiError> {
     let mode = parse_mode("mode", body.mode.as_deref())?;
     let content = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(Bytes::from(body.content))]);
-    write_pieces(&state, &caller, &id, &body.path, mode, content).await?;
+    write_pieces(&state, caller.owner(), &id, &body.path, mode, content).await?;
     Ok(Json(state.runtime.stat(caller.owner(), &id, &body.path).await?.into()))
 }
 
