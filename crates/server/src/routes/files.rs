@@ -96,7 +96,7 @@ pub async fn download(
 
 /// The reader's pieces as a response body. A failure midway can only cut the body short, which
 /// the client sees against `Content-Length`; the log says why.
-fn body_of(reader: FileReader, path: String) -> Body {
+pub(crate) fn body_of(reader: FileReader, path: String) -> Body {
     let pieces = futures_util::stream::unfold(Some((reader, path)), |state| async move {
         let (mut reader, path) = state?;
         match reader.next_chunk().await {

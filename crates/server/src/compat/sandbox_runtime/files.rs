@@ -7,8 +7,8 @@
 //! the file; the server's body limit (16 MiB) bounds it. Larger files go through the native
 //! `PUT /v1/sandboxes/{id}/files/content`, which streams.
 
-use airlock_runtime::{FileKind, FileReader, SandboxRecord, WriteOptions, MAX_LIST_DEPTH};
-use axum::body::{Body as HttpBody, Bytes};
+use airlock_runtime::{FileKind, SandboxRecord, WriteOptions, MAX_LIST_DEPTH};
+use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::header;
@@ -231,24 +231,7 @@ pub(super) async fn download(
     if name.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') {
         response = response.header(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""));
     }
-    Ok(response.body(body_of(reader, path)).unwrap_or_default())
-}
-
-/// The reader's pieces as a response body; a failure midway cuts the body short, which the
-/// client sees against `Content-Length`.
-fn body_of(reader: FileReader, path: String) -> HttpBody {
-    let pieces = futures_util::stream::unfold(Some((reader, path)), |state| async move {
-        let (mut reader, path) = state?;
-        match reader.next_chunk().await {
-            Ok(Some(piece)) => Some((Ok(Bytes::from(piece)), Some((reader, path)))),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::warn!(path, error = %e, "download cut short");
-                Some((Err(std::io::Error::other(e.to_string())), None))
-            }
-        }
-    });
-    HttpBody::from_stream(pieces)
+    Ok(response.body(crate::routes::files::body_of(reader, path)).unwrap_or_default())
 }
 
 /// A file of a listing.

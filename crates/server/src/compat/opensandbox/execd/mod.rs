@@ -33,7 +33,8 @@ pub fn routes() -> Router<AppState> {
         .route("/command/status/{id}", get(command::status))
         .route("/command/{id}/logs", get(command::logs))
         .route("/session", post(session::create))
-        .route("/session/{session_id}", delete(session::delete))
+        // A session is a Bash context: ending one is deleting the context.
+        .route("/session/{session_id}", delete(code::delete_context))
         .route("/session/{session_id}/run", post(session::run))
         .route("/code", post(code::run).delete(code::interrupt))
         .route("/code/context", post(code::create_context))

@@ -4,7 +4,6 @@
 
 use airlock_runtime::{CodeMode, CodeResult, CodeRun, Language, NewContext};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -107,14 +106,4 @@ async fn change_directory(
         return Ok(());
     }
     Err(OsError::invalid("cwd", format!("cannot change to it: {}", result.stderr.trim())))
-}
-
-/// `DELETE /session/{id}`: end the shell and everything it started.
-pub(super) async fn delete(
-    State(state): State<AppState>,
-    access: SandboxAccess,
-    Path((_, id)): Path<(String, String)>,
-) -> Result<StatusCode, OsError> {
-    state.runtime.delete_context(access.owner(), &access.id, &id).await?;
-    Ok(StatusCode::OK)
 }
