@@ -110,6 +110,11 @@ fn run(
                         }
                         replies.send(id, Event::Started { pid });
                     }
+                    // A kill between the runner's start and its command's found no process
+                    // under the runner; the command exists now.
+                    if killed.load(Ordering::SeqCst) {
+                        crate::runner::kill_tree(runner_pid);
+                    }
                     continue;
                 }
                 Frame::Exit => {

@@ -130,6 +130,25 @@ fn stdin_stays_open_and_signal_and_kill_reach_only_their_command() {
 }
 
 #[test]
+fn a_kill_sent_right_after_the_start_ends_the_command() {
+    let mut sb = Sandbox::start("early-kill");
+    // The kill lands at every point of the start: before the runner exists, after it exists but
+    // before it has started the command, and after.
+    for round in 0..20u64 {
+        let (start, kill) = (100 + 2 * round, 101 + 2 * round);
+        sb.send(&exec(start, "sleep 5", None));
+        assert_eq!(sb.ask(&json!({"id": kill, "op": "kill", "command": start}))["kind"], "done");
+        let exit = sb.exit_of(start);
+        assert_eq!(
+            (exit["killed"].as_bool(), exit["signal"].as_i64()),
+            (Some(true), Some(9)),
+            "round {round}: {exit}"
+        );
+    }
+    sb.stop();
+}
+
+#[test]
 fn a_killed_runner_leaves_no_stray_process() {
     let mut sb = Sandbox::start("stray");
     sb.send(&exec(2, "sleep 300 & sleep 301", None));

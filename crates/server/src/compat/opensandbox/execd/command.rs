@@ -314,26 +314,9 @@ pub(super) async fn interrupt_any(
     }
 }
 
-/// Kill a command and wait for its end. A kill that reaches the agent while the command is
-/// still being started can be lost (the command then runs on), so a command still running
-/// after a while is killed again.
+/// Kill a command with everything it started, and wait for its end.
 async fn kill_and_wait(state: &AppState, handle: &CommandHandle) -> Result<(), OsError> {
     state.runtime.kill(handle).await?;
-    for _ in 0..KILL_TRIES {
-        if tokio::time::timeout(KILL_WAIT, handle.wait()).await.is_ok() {
-            return Ok(());
-        }
-        match state.runtime.kill(handle).await {
-            Ok(()) | Err(RuntimeError::CommandEnded { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
     handle.wait().await;
     Ok(())
 }
-
-/// Kills sent again before waiting for the end without a limit.
-const KILL_TRIES: usize = 5;
-
-/// How long one kill is given to end the command.
-const KILL_WAIT: Duration = Duration::from_millis(500);
