@@ -153,6 +153,36 @@ fn available_list(available: &[String]) -> String {
 }
 
 impl ConfigError {
+    /// An [`ConfigError::InvalidValue`] of `field`.
+    pub fn invalid_value(field: &str, value: &str, reason: &str, expected: &str) -> ConfigError {
+        ConfigError::InvalidValue {
+            field: field.to_owned(),
+            value: value.to_owned(),
+            reason: reason.to_owned(),
+            expected: expected.to_owned(),
+        }
+    }
+
+    /// The whole number `text` of `field` (an environment variable, say) within `range`;
+    /// `unit` names what it counts in the message, when it is not bare.
+    pub fn whole_number(
+        field: &str,
+        text: &str,
+        range: std::ops::RangeInclusive<u64>,
+        unit: Option<&str>,
+    ) -> Result<u64, ConfigError> {
+        let (min, max) = (range.start(), range.end());
+        let expected = match unit {
+            Some(unit) => format!("a whole number of {unit} from {min} to {max}"),
+            None => format!("a whole number from {min} to {max}"),
+        };
+        match text.trim().parse::<u64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            Ok(_) => Err(ConfigError::invalid_value(field, text, "out of range", &expected)),
+            Err(_) => Err(ConfigError::invalid_value(field, text, "not a whole number", &expected)),
+        }
+    }
+
     /// The capsule-run error code: `E1001` invalid file, `E1002` missing required field,
     /// `E1003` value out of range or invalid, `E1004` unknown profile.
     pub fn code(&self) -> &'static str {

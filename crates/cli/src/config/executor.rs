@@ -16,21 +16,29 @@ pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Config
     let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
     let mut settings = Settings::default();
     if let Some(url) = var("CONTROL_PLANE_URL") {
-        let parsed = HttpUrl::parse(url.trim())
-            .map_err(|reason| invalid("CONTROL_PLANE_URL", &url, &reason, "http://HOST[:PORT][/PATH]"))?;
+        let parsed = HttpUrl::parse(url.trim()).map_err(|reason| {
+            ConfigError::invalid_value("CONTROL_PLANE_URL", &url, &reason, "http://HOST[:PORT][/PATH]")
+        })?;
         settings.control_plane = Some(parsed);
     }
     if let Some(token) = var("INTERNAL_API_TOKEN") {
         let parsed = BearerToken::new(&token).ok_or_else(|| {
-            invalid("INTERNAL_API_TOKEN", "(hidden)", "holds spaces or non-ASCII characters", "visible ASCII")
+            ConfigError::invalid_value(
+                "INTERNAL_API_TOKEN",
+                "(hidden)",
+                "holds spaces or non-ASCII characters",
+                "visible ASCII",
+            )
         })?;
         settings.control_plane_token = Some(parsed);
     }
     if let Some(text) = var("MAX_CONCURRENT_EXECUTIONS") {
-        settings.max_concurrent_executions = whole("MAX_CONCURRENT_EXECUTIONS", &text, 1, 10_000)? as usize;
+        settings.max_concurrent_executions =
+            ConfigError::whole_number("MAX_CONCURRENT_EXECUTIONS", &text, 1..=10_000, None)? as usize;
     }
     if let Some(text) = var("MAX_MEMORY_MB") {
-        settings.memory_bytes = Some(whole("MAX_MEMORY_MB", &text, 16, 1 << 20)? << 20);
+        settings.memory_bytes =
+            Some(ConfigError::whole_number("MAX_MEMORY_MB", &text, 16..=1 << 20, None)? << 20);
     }
     if let Some(text) = var("MAX_EXECUTION_TIME") {
         settings.default_timeout = seconds("MAX_EXECUTION_TIME", &text, 1.0, 86_400.0)?;
@@ -44,28 +52,10 @@ pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Config
     Ok(settings)
 }
 
-fn invalid(field: &str, value: &str, reason: &str, expected: &str) -> ConfigError {
-    ConfigError::InvalidValue {
-        field: field.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-        expected: expected.to_owned(),
-    }
-}
-
-fn whole(field: &str, text: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    let expected = format!("a whole number from {min} to {max}");
-    match text.trim().parse::<u64>() {
-        Ok(n) if (min..=max).contains(&n) => Ok(n),
-        Ok(_) => Err(invalid(field, text, "out of range", &expected)),
-        Err(_) => Err(invalid(field, text, "not a whole number", &expected)),
-    }
-}
-
 fn seconds(field: &str, text: &str, min: f64, max: f64) -> Result<Duration, ConfigError> {
     match text.trim().parse::<f64>() {
         Ok(s) if (min..=max).contains(&s) => Ok(Duration::from_secs_f64(s)),
-        _ => Err(invalid(
+        _ => Err(ConfigError::invalid_value(
             field,
             text,
             "not a number of seconds in range",
@@ -79,7 +69,7 @@ fn seconds(field: &str, text: &str, min: f64, max: f64) -> Result<Duration, Conf
 fn directory(field: &str, text: &str) -> Result<PathBuf, ConfigError> {
     let path = PathBuf::from(text.trim());
     if !path.is_absolute() {
-        return Err(invalid(
+        return Err(ConfigError::invalid_value(
             field,
             text,
             "not an absolute path",
@@ -87,7 +77,12 @@ fn directory(field: &str, text: &str) -> Result<PathBuf, ConfigError> {
         ));
     }
     if !path.is_dir() {
-        return Err(invalid(field, text, "no such directory", "an existing directory, e.g. /srv/workspace"));
+        return Err(ConfigError::invalid_value(
+            field,
+            text,
+            "no such directory",
+            "an existing directory, e.g. /srv/workspace",
+        ));
     }
     Ok(path)
 }

@@ -14,41 +14,27 @@ use super::ConfigError;
 const MAX_TIMEOUT_SECONDS: u64 = 86_400;
 const MAX_TTL_SECONDS: u64 = 365 * 86_400;
 
-fn invalid(var: &str, value: &str, reason: &str, expected: &str) -> ConfigError {
-    ConfigError::InvalidValue {
-        field: var.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-        expected: expected.to_owned(),
-    }
-}
-
-/// A whole number of `var` within `min..=max`.
-fn whole(var: &str, value: &str, min: u64, max: u64, unit: &str) -> Result<u64, ConfigError> {
-    let expected = format!("a whole number of {unit} from {min} to {max}");
-    let number =
-        value.trim().parse::<u64>().map_err(|_| invalid(var, value, "not a whole number", &expected))?;
-    if (min..=max).contains(&number) {
-        Ok(number)
-    } else {
-        Err(invalid(var, value, "out of range", &expected))
-    }
-}
-
 /// The settings from `env`, a lookup of environment variables.
 pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
     let mut settings = Settings::default();
     if let Some(value) = env("SANDBOX_TIMEOUT_SECONDS") {
-        let seconds = whole("SANDBOX_TIMEOUT_SECONDS", &value, 1, MAX_TIMEOUT_SECONDS, "seconds")?;
+        let seconds = ConfigError::whole_number(
+            "SANDBOX_TIMEOUT_SECONDS",
+            &value,
+            1..=MAX_TIMEOUT_SECONDS,
+            Some("seconds"),
+        )?;
         settings.timeout = Duration::from_secs(seconds);
     }
     if let Some(value) = env("SANDBOX_MEMORY_LIMIT") {
         let range = Field::MemoryBytes.range();
         let (min, max) = (range.start() / 1024, range.end() / 1024);
-        settings.memory_bytes = Some(whole("SANDBOX_MEMORY_LIMIT", &value, min, max, "KB")? * 1024);
+        settings.memory_bytes =
+            Some(ConfigError::whole_number("SANDBOX_MEMORY_LIMIT", &value, min..=max, Some("KB"))? * 1024);
     }
     if let Some(value) = env("SANDBOX_SESSION_TTL") {
-        let seconds = whole("SANDBOX_SESSION_TTL", &value, 1, MAX_TTL_SECONDS, "seconds")?;
+        let seconds =
+            ConfigError::whole_number("SANDBOX_SESSION_TTL", &value, 1..=MAX_TTL_SECONDS, Some("seconds"))?;
         settings.session_ttl = Some(Duration::from_secs(seconds));
     }
     if let Some(value) = env("SANDBOX_CPU_QUOTA") {
@@ -58,7 +44,14 @@ pub fn settings(env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Config
         settings.allow_network = match value.trim().to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => true,
             "false" | "0" | "no" | "off" => false,
-            _ => return Err(invalid("SANDBOX_ALLOW_NETWORK", &value, "not a boolean", "true or false")),
+            _ => {
+                return Err(ConfigError::invalid_value(
+                    "SANDBOX_ALLOW_NETWORK",
+                    &value,
+                    "not a boolean",
+                    "true or false",
+                ))
+            }
         };
     }
     Ok(settings)

@@ -160,21 +160,12 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("AIRLOCK_LOG_FORMAT", "log_format"),
 ];
 
-fn invalid(field: &str, value: &str, reason: &str, expected: &str) -> ConfigError {
-    ConfigError::InvalidValue {
-        field: field.to_owned(),
-        value: value.to_owned(),
-        reason: reason.to_owned(),
-        expected: expected.to_owned(),
-    }
-}
-
 fn count(field: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
     if range.contains(&value) {
         Ok(value)
     } else {
         let expected = format!("{} to {}", range.start(), range.end());
-        Err(invalid(field, &value.to_string(), "out of range", &expected))
+        Err(ConfigError::invalid_value(field, &value.to_string(), "out of range", &expected))
     }
 }
 
@@ -218,15 +209,15 @@ impl Config {
                 value
                     .trim()
                     .parse::<u64>()
-                    .map_err(|_| invalid(var, &value, "not a whole number", "a number"))
+                    .map_err(|_| ConfigError::invalid_value(var, &value, "not a whole number", "a number"))
             };
             match *key {
                 "address" => s.address = Some(value.clone()),
                 "port" => {
-                    s.port = Some(
-                        u16::try_from(number()?)
-                            .map_err(|_| invalid(var, &value, "out of range", "1 to 65535"))?,
-                    )
+                    s.port =
+                        Some(u16::try_from(number()?).map_err(|_| {
+                            ConfigError::invalid_value(var, &value, "out of range", "1 to 65535")
+                        })?)
                 }
                 "data_dir" => s.data_dir = Some(PathBuf::from(&value)),
                 "pool_size" => s.pool_size = Some(number()?),
@@ -241,7 +232,14 @@ impl Config {
                     s.log_format = Some(match value.trim() {
                         "text" => LogFormat::Text,
                         "json" => LogFormat::Json,
-                        _ => return Err(invalid(var, &value, "not a log format", "text or json")),
+                        _ => {
+                            return Err(ConfigError::invalid_value(
+                                var,
+                                &value,
+                                "not a log format",
+                                "text or json",
+                            ))
+                        }
                     })
                 }
                 _ => {}
@@ -266,11 +264,16 @@ fn merge_resources(base: &mut Resources, over: &Resources) {
 fn settle(s: &ServerSection) -> Result<ServerSettings, ConfigError> {
     let address_text = s.address.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
     let address = address_text.parse::<IpAddr>().map_err(|_| {
-        invalid("server.address", &address_text, "not an IP address", "e.g. 127.0.0.1 or 0.0.0.0")
+        ConfigError::invalid_value(
+            "server.address",
+            &address_text,
+            "not an IP address",
+            "e.g. 127.0.0.1 or 0.0.0.0",
+        )
     })?;
     let port = s.port.unwrap_or(8080);
     if port == 0 {
-        return Err(invalid("server.port", "0", "out of range", "1 to 65535"));
+        return Err(ConfigError::invalid_value("server.port", "0", "out of range", "1 to 65535"));
     }
     let positive = |v: Option<u64>| v.filter(|&n| n > 0);
     let max = &s.max_limits;
@@ -324,17 +327,32 @@ fn settle(s: &ServerSection) -> Result<ServerSettings, ConfigError> {
 fn opensandbox_settings(s: &ServerSection) -> Result<OpenSandboxSettings, ConfigError> {
     for (name, template) in &s.templates {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(invalid("server.templates", name, "not a template name", "letters, digits, - _ ."));
+            return Err(ConfigError::invalid_value(
+                "server.templates",
+                name,
+                "not a template name",
+                "letters, digits, - _ .",
+            ));
         }
         if let Some(workdir) = template.workdir.as_deref().filter(|w| !w.starts_with('/')) {
             let field = format!("server.templates.{name}.workdir");
-            return Err(invalid(&field, workdir, "not an absolute path", "e.g. /workspace"));
+            return Err(ConfigError::invalid_value(
+                &field,
+                workdir,
+                "not an absolute path",
+                "e.g. /workspace",
+            ));
         }
     }
     for (image, template) in &s.opensandbox.images {
         if template != DEFAULT_TEMPLATE && !s.templates.contains_key(template) {
             let field = format!("server.opensandbox.images.{image}");
-            return Err(invalid(&field, template, "no such template", "a name from [server.templates]"));
+            return Err(ConfigError::invalid_value(
+                &field,
+                template,
+                "no such template",
+                "a name from [server.templates]",
+            ));
         }
     }
     Ok(OpenSandboxSettings {
@@ -402,19 +420,33 @@ fn pinned_hosts(
         let field = format!("server.network.hosts.{name}");
         let name = match Target::parse(name) {
             Ok(Target::Domain(name)) => name,
-            _ => return Err(invalid(&field, name, "not a host name", "a name such as pypi.internal")),
+            _ => {
+                return Err(ConfigError::invalid_value(
+                    &field,
+                    name,
+                    "not a host name",
+                    "a name such as pypi.internal",
+                ))
+            }
         };
         let texts = match addresses {
             HostAddresses::One(one) => std::slice::from_ref(one),
             HostAddresses::Many(many) => many.as_slice(),
         };
         if texts.is_empty() {
-            return Err(invalid(&field, "[]", "no address", "one IP address or a list of them"));
+            return Err(ConfigError::invalid_value(
+                &field,
+                "[]",
+                "no address",
+                "one IP address or a list of them",
+            ));
         }
         let ips = texts
             .iter()
             .map(|t| {
-                t.parse::<IpAddr>().map_err(|_| invalid(&field, t, "not an IP address", "e.g. 203.0.113.7"))
+                t.parse::<IpAddr>().map_err(|_| {
+                    ConfigError::invalid_value(&field, t, "not an IP address", "e.g. 203.0.113.7")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         pinned.insert(name, ips);

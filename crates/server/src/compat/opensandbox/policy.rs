@@ -103,15 +103,15 @@ impl OsPolicy {
 }
 
 fn status(policy: &NetworkPolicy) -> Json<PolicyStatus> {
-    let mode = match (policy.mode, policy.default_action) {
-        (Mode::None, _) => "deny_all",
-        (Mode::Host, _) => "allow_all",
-        (Mode::Allowlist, _) if policy.rules.is_empty() => match policy.default_action {
-            Action::Allow => "allow_all",
-            Action::Deny => "deny_all",
+    let mode = match policy.mode {
+        Mode::None => "deny_all",
+        Mode::Host => "allow_all",
+        Mode::Allowlist => match (policy.rules.is_empty(), policy.default_action) {
+            (true, Action::Allow) => "allow_all",
+            (true, Action::Deny) => "deny_all",
+            (false, Action::Allow) => "deny_list",
+            (false, Action::Deny) => "allow_list",
         },
-        (Mode::Allowlist, Action::Allow) => "deny_list",
-        (Mode::Allowlist, Action::Deny) => "allow_list",
     };
     let enforcement_mode = if policy.mode == Mode::Host { "none" } else { "proxy" };
     Json(PolicyStatus { status: "ok", mode, enforcement_mode, policy: OsPolicy::from_policy(policy) })
