@@ -140,6 +140,24 @@ fn root_an_endpoint_token_opens_its_own_sandbox_only() {
     let token = execd["headers"]["x-execd-access-token"].as_str().unwrap().to_owned();
     assert_eq!(endpoint(&a, 18080)["endpoint"], json!(format!("localhost/opensandbox/egress/{a}")));
     assert_eq!(endpoint(&a, 8000)["endpoint"], json!(format!("localhost/v1/sandboxes/{a}/ports/8000")));
+    // `expires` (Unix seconds) asks for a signed link that needs no key.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let signed = |port: u16, expires: u64| {
+        let path = format!("/opensandbox/v1/sandboxes/{a}/endpoints/{port}?expires={expires}");
+        request_to(server.port, None, "GET", &path, None, &headers).unwrap()
+    };
+    let link = signed(8000, now + 600).json();
+    let link_endpoint = link["endpoint"].as_str().unwrap();
+    assert!(link_endpoint.starts_with("localhost/v1/links/"), "{link}");
+    assert_eq!(link["headers"], json!({}), "{link}");
+    let through =
+        request_to(server.port, None, "GET", &link_endpoint["localhost".len()..], None, &[]).unwrap();
+    assert_eq!(through.json()["error"]["code"], json!("PORT_UNREACHABLE"), "{}", through.body);
+    for (port, expires) in [(8000, now - 1), (8000, now + 8 * 24 * 3600), (44772, now + 600)] {
+        let refused = signed(port, expires);
+        assert_eq!(refused.status, 400, "{port} {expires}: {}", refused.body);
+        assert!(refused.body.contains("expires"), "{}", refused.body);
+    }
     let policy = |id: &str, token: &str| {
         let path = format!("/opensandbox/egress/{id}/policy");
         request_to(server.port, None, "GET", &path, None, &[("X-EXECD-ACCESS-TOKEN", token)]).unwrap()

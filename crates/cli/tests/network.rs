@@ -318,7 +318,22 @@ fn root_an_allowed_domain_answers_through_the_proxy() {
     let fetched = python(&server, sandbox, &script);
     assert_eq!(fetched["stdout"], outside.answer("allowed.test", "python"), "{fetched}");
 
-    assert_eq!(outside.accepted(), 3);
+    // A client that sends its first bytes in the same write as the CONNECT head (as some TLS
+    // clients do): those bytes, read along with the head, still go through the tunnel first.
+    let script = format!(
+        "import socket\n\
+         s = socket.create_connection(('127.0.0.1', 3128))\n\
+         s.sendall(b'CONNECT allowed.test:{port} HTTP/1.1\\r\\nHost: allowed.test:{port}\\r\\n\\r\\n'\n\
+                   b'GET /pipelined HTTP/1.1\\r\\nHost: allowed.test:{port}\\r\\n\\r\\n')\n\
+         data = b''\n\
+         while chunk := s.recv(65536):\n    data += chunk\n\
+         print(data.decode().split('\\r\\n\\r\\n')[-1], end='')",
+        port = outside.port
+    );
+    let pipelined = python(&server, sandbox, &script);
+    assert_eq!(pipelined["stdout"], outside.answer("allowed.test", "pipelined"), "{pipelined}");
+
+    assert_eq!(outside.accepted(), 4);
 
     // Allowed, but nothing listens there: the proxy says so with 502, and nothing is denied.
     let closed_port = TcpListener::bind(("127.0.0.2", 0)).unwrap().local_addr().unwrap().port();
@@ -876,4 +891,109 @@ fn root_ingress_belongs_to_the_sandboxs_key() {
     assert_eq!(posted.status, 404, "{}", posted.body);
     let anonymous = request_to(server.port, None, "GET", &path, None, &[]).unwrap();
     assert_eq!((anonymous.status, anonymous.code()), (401, "UNAUTHORIZED".to_owned()), "{}", anonymous.body);
+}
+
+/// Make a signed link to `port` of the sandbox.
+fn make_link(server: &Server, sandbox: &str, body: Value) -> Reply {
+    server.post(&format!("/v1/sandboxes/{sandbox}/links"), &body)
+}
+
+#[test]
+fn root_signed_links_open_one_port_without_a_key_until_they_expire_or_are_revoked() {
+    let mut server = Server::start("net-links", &[]);
+    let _owner = server.create_key("owner");
+    let other = server.create_key("other");
+    let sandbox = server.create_sandbox(&json!({}));
+    start_echo_server(&server, &sandbox, 8080);
+    let anonymous = |path: &str, headers: &[(&str, &str)]| {
+        request_to(server.port, None, "GET", path, None, headers).unwrap()
+    };
+
+    let made = make_link(&server, &sandbox, json!({"port": 8080}));
+    assert_eq!(made.status, 201, "{}", made.body);
+    let link = made.json();
+    let path = link["path"].as_str().unwrap().to_owned();
+    assert_eq!(link["url"], format!("http://localhost{path}"), "{link}");
+    assert_eq!(link["port"], 8080, "{link}");
+    assert!(path.starts_with("/v1/links/") && path.ends_with('/'), "{link}");
+
+    // No key needed, none passed on; the path after the token is the sandbox server's.
+    let got = seen(&anonymous(&format!("{path}a/b?x=1"), &[("Cookie", "s=1")]));
+    assert_eq!((got["path"].as_str(), got["cookie"].as_str()), (Some("/a/b?x=1"), None), "{got}");
+    assert_eq!(got["prefix"], path.trim_end_matches('/'), "{got}");
+    let with_other_key = request_to(server.port, Some(&other), "GET", &path, None, &[]).unwrap();
+    assert_eq!(seen(&with_other_key)["path"], "/", "a link works whatever key comes with it");
+
+    // A changed token opens nothing: another port, another sandbox, a later expiry.
+    let token = link["token"].as_str().unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 5, "{token}");
+    let forgeries = [
+        format!("{}.8081.{}.{}.{}", parts[0], parts[2], parts[3], parts[4]),
+        format!("sbx_00000000000000000000.{}", parts[1..].join(".")),
+        format!("{}.{}.{}.9999999999999.{}", parts[0], parts[1], parts[2], parts[4]),
+        token.replace(parts[4], &"0".repeat(32)),
+        "not-a-token".to_owned(),
+    ];
+    for forged in forgeries {
+        let refused = anonymous(&format!("/v1/links/{forged}/"), &[]);
+        assert_eq!(
+            (refused.status, refused.code()),
+            (403, "LINK_INVALID".to_owned()),
+            "{forged}: {}",
+            refused.body
+        );
+    }
+
+    // Only the sandbox's owner makes links, for sensible ports and lifetimes.
+    let as_other = server
+        .try_request(
+            "POST",
+            &format!("/v1/sandboxes/{sandbox}/links"),
+            Some(r#"{"port": 8080}"#),
+            &[("X-API-Key", other.as_str())],
+        )
+        .unwrap();
+    assert_eq!(
+        (as_other.status, as_other.code()),
+        (404, "SANDBOX_NOT_FOUND".to_owned()),
+        "{}",
+        as_other.body
+    );
+    for (body, field) in [
+        (json!({"port": 0}), "port"),
+        (json!({"port": 8080, "expires_in": 0}), "expires_in"),
+        (json!({"port": 8080, "expires_in": 604801}), "expires_in"),
+    ] {
+        let refused = make_link(&server, &sandbox, body.clone());
+        assert_eq!(
+            (refused.status, refused.code()),
+            (400, "INVALID_ARGUMENT".to_owned()),
+            "{body}: {}",
+            refused.body
+        );
+        assert!(refused.body.contains(field), "{body}: {}", refused.body);
+    }
+
+    // A link stops at its expiry.
+    let short = make_link(&server, &sandbox, json!({"port": 8080, "expires_in": 1})).json();
+    let short_path = short["path"].as_str().unwrap().to_owned();
+    wait_for(|| anonymous(&short_path, &[]).code() == "LINK_EXPIRED");
+    assert_eq!(anonymous(&short_path, &[]).status, 403);
+
+    // Revoking refuses every link made so far, and later links work.
+    let revoked = server.request("DELETE", &format!("/v1/sandboxes/{sandbox}/links"), None);
+    assert_eq!(revoked.status, 204, "{}", revoked.body);
+    let refused = anonymous(&path, &[]);
+    assert_eq!((refused.status, refused.code()), (403, "LINK_INVALID".to_owned()), "{}", refused.body);
+    assert!(refused.body.contains("revoked"), "{}", refused.body);
+    let fresh = make_link(&server, &sandbox, json!({"port": 8080, "expires_in": 600})).json();
+    assert_eq!(seen(&anonymous(fresh["path"].as_str().unwrap(), &[]))["path"], "/", "{fresh}");
+
+    // A deleted sandbox's links lead nowhere.
+    let deleted = server.request("DELETE", &format!("/v1/sandboxes/{sandbox}"), None);
+    assert!(deleted.status < 300, "{}", deleted.body);
+    let gone = anonymous(fresh["path"].as_str().unwrap(), &[]);
+    assert_eq!((gone.status, gone.code()), (409, "SANDBOX_STATE_CONFLICT".to_owned()), "{}", gone.body);
+    assert!(gone.body.contains("terminated"), "{}", gone.body);
 }

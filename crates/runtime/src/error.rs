@@ -7,6 +7,7 @@ use thiserror::Error;
 
 use crate::egress::policy::PolicyError;
 
+use crate::links::LinkRefusal;
 use crate::model::SandboxState;
 
 /// The family of an error, for front doors to map (400, 403, 404, 409, 429, 503, 500 over HTTP).
@@ -167,6 +168,16 @@ pub enum RuntimeError {
         /// The agent's reason, naming the port.
         message: String,
     },
+    /// A signed ingress link was refused.
+    #[error("{}", match reason {
+        LinkRefusal::Forged => "the link is not one this server signed",
+        LinkRefusal::Expired => "the link has expired",
+        LinkRefusal::Revoked => "the link was revoked",
+    })]
+    LinkRefused {
+        /// Why.
+        reason: LinkRefusal,
+    },
     /// The SQLite store failed.
     #[error("store: {0}")]
     Store(#[from] rusqlite::Error),
@@ -214,6 +225,8 @@ impl RuntimeError {
             RuntimeError::HostNetworkForbidden => "NETWORK_HOST_FORBIDDEN",
             RuntimeError::NetworkModeFixed { .. } => "NETWORK_MODE_FIXED",
             RuntimeError::PortUnreachable { .. } => "PORT_UNREACHABLE",
+            RuntimeError::LinkRefused { reason: LinkRefusal::Expired } => "LINK_EXPIRED",
+            RuntimeError::LinkRefused { .. } => "LINK_INVALID",
             RuntimeError::Store(_) => "STORE_FAILED",
             RuntimeError::Io { .. } => "HOST_IO_FAILED",
         }
@@ -225,7 +238,7 @@ impl RuntimeError {
             RuntimeError::Invalid { .. }
             | RuntimeError::AgentRefused { .. }
             | RuntimeError::NetworkPolicy(_) => ErrorClass::Invalid,
-            RuntimeError::HostNetworkForbidden => ErrorClass::Forbidden,
+            RuntimeError::HostNetworkForbidden | RuntimeError::LinkRefused { .. } => ErrorClass::Forbidden,
             RuntimeError::NetworkModeFixed { .. } => ErrorClass::Conflict,
             RuntimeError::PortUnreachable { .. } => ErrorClass::Unavailable,
             RuntimeError::SandboxNotFound { .. }
@@ -315,6 +328,9 @@ impl RuntimeError {
                 "start a server in the sandbox that listens on 127.0.0.1 (or 0.0.0.0) at that port, then \
                  try again"
                     .to_owned()
+            }
+            RuntimeError::LinkRefused { .. } => {
+                "ask the sandbox's owner for a new link: POST /v1/sandboxes/{id}/links".to_owned()
             }
             RuntimeError::Store(_) => {
                 "check that the data directory is writable and its disk is not full".to_owned()

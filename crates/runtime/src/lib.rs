@@ -14,12 +14,14 @@ mod error;
 mod files;
 pub mod keys;
 mod launch;
+mod links;
 mod model;
 mod network;
 mod oneshot;
 pub mod outbox;
 pub mod relay;
 mod runtime;
+mod splice;
 mod store;
 
 pub use airlock_agent::protocol::{CodeMode, Language};
@@ -32,6 +34,7 @@ pub use config::{NetworkConfig, RuntimeConfig, Template};
 pub use context::MAX_CONTEXTS_PER_SANDBOX;
 pub use error::{ErrorClass, RuntimeError};
 pub use files::{FileChunk, FileReader, Listing, WriteOptions};
+pub use links::{IngressLink, LinkRefusal, MAX_LINK_SECONDS};
 pub use model::{
     now_ms, CommandRecord, CommandSpec, CommandStatus, CommandUsage, NewSandbox, Page, SandboxFilter,
     SandboxLimits, SandboxRecord, SandboxState, Status, DEFAULT_TEMPLATE,

@@ -172,6 +172,9 @@ pub struct SandboxRecord {
     /// Started in the background whenever the sandbox starts or resumes; empty for none.
     #[serde(default)]
     pub entrypoint: Vec<String>,
+    /// Ingress links made before this time (ms since the epoch) are refused.
+    #[serde(default)]
+    pub links_valid_from_ms: i64,
 }
 
 /// What listing returns and how to ask for the next page.

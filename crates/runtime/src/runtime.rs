@@ -108,6 +108,8 @@ struct Inner {
     egress: Arc<EgressSettings>,
     /// Keys the per-sandbox access tokens ([`Runtime::sandbox_token`]).
     token_secret: String,
+    /// Keys the signatures of ingress links.
+    link_secret: String,
 }
 
 /// Counts for metrics and health.
@@ -146,6 +148,7 @@ impl Runtime {
             .map_err(|e| RuntimeError::io(format!("create {}", sandboxes_dir.display()), e))?;
         let store = Store::open(&config.data_dir.join("airlock.db"))?;
         let token_secret = store.secret("sandbox_tokens")?;
+        let link_secret = store.secret("ingress_links")?;
         let lost = store.lose_running_commands("the server stopped before the command ended")?;
         let egress = Arc::new(EgressSettings {
             resolver: Resolver { pinned: config.network.pinned_hosts.clone() },
@@ -196,6 +199,7 @@ impl Runtime {
                 code_tally: Arc::default(),
                 egress,
                 token_secret,
+                link_secret,
             }),
         };
         runtime.spawn_reaper();
@@ -226,6 +230,21 @@ impl Runtime {
         let sandbox = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
         match sandbox.map(|s| s.record()) {
             Some(record) if same && !record.pooled => Ok(record.owner),
+            _ => Err(RuntimeError::SandboxNotFound { id: id.to_owned() }),
+        }
+    }
+
+    /// The secret ingress links are signed with.
+    pub(crate) fn link_secret(&self) -> &str {
+        &self.inner.link_secret
+    }
+
+    /// The record of sandbox `id` whoever owns it, for a caller that proved its right to it
+    /// otherwise (a signed link); pooled sandboxes are nobody's yet.
+    pub(crate) fn any_record(&self, id: &str) -> Result<SandboxRecord, RuntimeError> {
+        let sandbox = self.inner.sandboxes.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+        match sandbox.map(|s| s.record()) {
+            Some(record) if !record.pooled => Ok(record),
             _ => Err(RuntimeError::SandboxNotFound { id: id.to_owned() }),
         }
     }
@@ -440,6 +459,7 @@ impl Runtime {
             template: new.template,
             image: new.image,
             entrypoint: new.entrypoint,
+            links_valid_from_ms: 0,
         };
         self.save(&record);
         let sandbox = Arc::new(Sandbox::new(record, &self.inner.egress));

@@ -202,3 +202,48 @@ pub struct DenialList {
     /// Denials since the sandbox started, including those no longer kept.
     pub total: u64,
 }
+
+/// A request for a signed ingress link.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRequest {
+    /// The port inside the sandbox the link reaches.
+    pub port: u16,
+    /// Seconds the link works for: 1 to 604800 (a week); an hour when left out.
+    #[serde(default = "default_link_seconds")]
+    pub expires_in: u64,
+}
+
+fn default_link_seconds() -> u64 {
+    3600
+}
+
+/// A signed ingress link: whoever holds it reaches the port until it expires, with no API key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LinkView {
+    /// The full URL, from the `Host` (and `X-Forwarded-Proto`) of the request that made it.
+    pub url: String,
+    /// The URL's path on this server: `/v1/links/{token}/`.
+    pub path: String,
+    /// The signed token, which names the sandbox, the port and the expiry.
+    pub token: String,
+    /// The port it reaches.
+    pub port: u16,
+    /// When it stops working (RFC 3339).
+    pub expires_at: String,
+}
+
+impl LinkView {
+    /// The view of `link`, whose token is `token`, as reached through `origin`
+    /// (`scheme://host`).
+    pub fn new(origin: &str, token: String, link: &airlock_runtime::IngressLink) -> LinkView {
+        let path = format!("/v1/links/{token}/");
+        LinkView {
+            url: format!("{origin}{path}"),
+            path,
+            token,
+            port: link.port,
+            expires_at: rfc3339(link.expires_ms),
+        }
+    }
+}

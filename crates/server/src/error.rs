@@ -34,6 +34,8 @@ pub const REGISTRY: &[(&str, u16, &str)] = &[
     ("NETWORK_HOST_FORBIDDEN", 403, "the server does not let sandboxes share its network"),
     ("NETWORK_MODE_FIXED", 409, "a sandbox cannot move between its own network and the host's"),
     ("PORT_UNREACHABLE", 503, "nothing listens on that port inside the sandbox"),
+    ("LINK_INVALID", 403, "an ingress link that this server did not sign, or one revoked since"),
+    ("LINK_EXPIRED", 403, "an ingress link past its expiry"),
     ("STORE_FAILED", 500, "the SQLite store failed"),
     ("HOST_IO_FAILED", 500, "a file or process operation on the server failed"),
     ("NOT_READY", 503, "the server is starting or stopping"),
@@ -166,6 +168,8 @@ mod tests {
             RuntimeError::AgentUnavailable { id: "x".into(), reason: "r".into() },
             RuntimeError::ContextNotFound { sandbox_id: "x".into(), id: "c".into() },
             RuntimeError::ContextLimit { max: 1 },
+            RuntimeError::LinkRefused { reason: airlock_runtime::LinkRefusal::Expired },
+            RuntimeError::LinkRefused { reason: airlock_runtime::LinkRefusal::Forged },
             RuntimeError::ContextStartFailed {
                 sandbox_id: "x".into(),
                 language: "python",

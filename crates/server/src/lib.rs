@@ -31,7 +31,7 @@ use axum::Router;
 use tracing::Instrument;
 
 pub use crate::metrics::Metrics;
-use crate::routes::{code, commands, files, network, sandboxes, system};
+use crate::routes::{code, commands, files, links, network, sandboxes, system};
 pub use crate::state::AppState;
 
 /// Largest JSON body accepted.
@@ -93,6 +93,10 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/ports/{port}", any(network::ingress))
         .route("/sandboxes/{id}/ports/{port}/", any(network::ingress))
         .route("/sandboxes/{id}/ports/{port}/{*path}", any(network::ingress))
+        .route("/sandboxes/{id}/links", post(links::create).delete(links::revoke))
+        .route("/links/{token}", any(links::open))
+        .route("/links/{token}/", any(links::open))
+        .route("/links/{token}/{*path}", any(links::open))
         .route("/info", get(system::info));
     Router::new()
         .nest("/v1", v1)

@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use crate::routes::{code, commands, files, network, sandboxes, system};
+use crate::routes::{code, commands, files, links, network, sandboxes, system};
 
 /// Airlock's native API.
 #[derive(OpenApi)]
@@ -18,6 +18,7 @@ use crate::routes::{code, commands, files, network, sandboxes, system};
         code::create_context, code::list_contexts, code::get_context, code::delete_context,
         code::restart_context, code::interrupt_context, code::run_code, code::run_once,
         network::get_policy, network::put_policy, network::patch_policy, network::denials, network::ingress,
+        links::create, links::revoke, links::open,
         system::health, system::info, system::metrics,
     ),
     tags(

@@ -8,6 +8,8 @@ the run with a traceback and a non-zero exit.
 import asyncio
 import os
 import sys
+import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
 
 from code_interpreter import CodeInterpreter, SupportedLanguage
@@ -146,6 +148,28 @@ async def egress(sandbox):
     assert run.logs.stdout[0].text.startswith("http://127.0.0.1:"), run.logs
 
 
+async def ingress(sandbox):
+    step("a signed endpoint reaches a port without the API key")
+    await sandbox.files.write_file("/workspace/site/page.txt", "served")
+    await sandbox.commands.run(
+        "exec python3 -m http.server 8000 --bind 127.0.0.1 --directory /workspace/site",
+        opts=RunCommandOpts(background=True),
+    )
+    endpoint = await sandbox.get_signed_endpoint(8000, int(time.time()) + 600)
+    assert endpoint.headers in (None, {}), endpoint
+    url = f"http://{endpoint.endpoint}/page.txt"
+    for _ in range(100):
+        try:
+            with urllib.request.urlopen(url, timeout=10) as answer:
+                assert answer.read() == b"served", url
+                break
+        except urllib.error.HTTPError as e:
+            assert e.code == 503, (url, e.code, e.read())
+            await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"{url} never answered")
+
+
 async def lifecycle(sandbox, manager):
     step("info, metadata and listing")
     info = await sandbox.get_info()
@@ -194,6 +218,7 @@ async def main():
         await files(sandbox)
         await code(sandbox)
         await egress(sandbox)
+        await ingress(sandbox)
         sandbox = await lifecycle(sandbox, manager)
     finally:
         step("kill")

@@ -11,8 +11,10 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, HOST};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper::upgrade::Upgraded;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
@@ -20,6 +22,7 @@ use tokio::task::JoinSet;
 use super::decide::{decide, parse_authority, Host, Source};
 use super::Egress;
 use crate::relay::{self, RelayBody};
+use crate::splice;
 
 /// How long connecting to one address may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -76,10 +79,24 @@ async fn tunnel(egress: &Egress, request: Request<Incoming>) -> Response<RelayBo
     tokio::spawn(async move {
         let _permit = permit;
         if let Ok(upgraded) = hyper::upgrade::on(request).await {
-            relay::join(TokioIo::new(upgraded), upstream).await;
+            join_tunnel(upgraded, upstream).await;
         }
     });
     Response::new(relay::text(StatusCode::OK, "").into_body())
+}
+
+/// Join the sandbox's side of a tunnel to the connection out. The sandbox's side is the proxy's
+/// own TCP connection, so the two are joined in the kernel; what the client sent after its
+/// CONNECT head, and hyper already read, goes out first.
+async fn join_tunnel(upgraded: Upgraded, mut upstream: TcpStream) {
+    let parts = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => parts,
+        Err(upgraded) => return relay::join(TokioIo::new(upgraded), upstream).await,
+    };
+    if !parts.read_buf.is_empty() && upstream.write_all(&parts.read_buf).await.is_err() {
+        return;
+    }
+    let _ = splice::join(parts.io.inner(), &upstream).await;
 }
 
 /// A plain `http://` request in absolute form: decide, connect, pass it on in origin form.

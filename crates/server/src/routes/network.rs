@@ -100,7 +100,7 @@ pub async fn ingress(
     State(state): State<AppState>,
     caller: Caller,
     Path(params): Path<Vec<(String, String)>>,
-    mut request: Request,
+    request: Request,
 ) -> Result<Response, ApiError> {
     let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let id = param("id").unwrap_or_default();
@@ -108,7 +108,22 @@ pub async fn ingress(
         .and_then(|p| p.parse().ok())
         .ok_or_else(|| ApiError::invalid("port", "must be a port number, 1 to 65535"))?;
     let path = param("path").unwrap_or_default();
-    let stream = state.runtime.connect_port(caller.owner(), &id, port).await?;
+    let prefix = format!("/v1/sandboxes/{id}/ports/{port}");
+    relay_to_port(&state, caller.owner(), &id, port, &path, &prefix, request).await
+}
+
+/// Pass `request` to `port` of sandbox `id` as a request for `/path`, and its answer back.
+/// `prefix` is where the sandbox's server is mounted on this one (`X-Forwarded-Prefix`).
+pub(crate) async fn relay_to_port(
+    state: &AppState,
+    owner: Option<&str>,
+    id: &str,
+    port: u16,
+    path: &str,
+    prefix: &str,
+    mut request: Request,
+) -> Result<Response, ApiError> {
+    let stream = state.runtime.connect_port(owner, id, port).await?;
     let target = match request.uri().query() {
         Some(query) => format!("/{path}?{query}"),
         None => format!("/{path}"),
@@ -123,7 +138,7 @@ pub async fn ingress(
     if let Ok(host) = HeaderValue::from_str(&format!("localhost:{port}")) {
         headers.insert(axum::http::header::HOST, host);
     }
-    if let Ok(prefix) = HeaderValue::from_str(&format!("/v1/sandboxes/{id}/ports/{port}")) {
+    if let Ok(prefix) = HeaderValue::from_str(prefix) {
         headers.insert("x-forwarded-prefix", prefix);
     }
     match relay::send(stream, request).await {

@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use airlock_runtime::{NewSandbox, SandboxFilter, SandboxLimits};
+use airlock_runtime::{NewSandbox, SandboxFilter, SandboxLimits, MAX_LINK_SECONDS};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::access::TOKEN_HEADER;
 use super::error::OsError;
@@ -265,12 +265,21 @@ pub struct EndpointView {
     headers: BTreeMap<String, String>,
 }
 
+/// The query of an endpoint request.
+#[derive(Debug, Deserialize)]
+pub struct EndpointQuery {
+    /// For a signed endpoint (OSEP-0011): when it stops working, in Unix seconds.
+    expires: Option<String>,
+}
+
 /// `GET /v1/sandboxes/{sandbox_id}/endpoints/{port}`: execd and the egress API are served by
-/// this server for each sandbox; any other port is the server's ingress to that port.
+/// this server for each sandbox; any other port is the server's ingress to that port, or with
+/// `expires` a signed link to it that needs no key.
 pub async fn endpoint(
     State(state): State<AppState>,
     who: Result<Caller, ApiError>,
     Path((id, port)): Path<(String, String)>,
+    Query(query): Query<EndpointQuery>,
     headers: HeaderMap,
 ) -> Result<Json<EndpointView>, OsError> {
     let owner = caller(who)?.owner;
@@ -281,14 +290,41 @@ pub async fn endpoint(
         .and_then(|h| h.to_str().ok())
         .ok_or_else(|| OsError::invalid("Host", "the request has no Host header"))?;
     let token = state.runtime.sandbox_token(owner.as_deref(), &id)?;
-    let (endpoint, headers) = match port {
-        EXECD_PORT => {
+    let (endpoint, headers) = match (port, query.expires) {
+        (EXECD_PORT | EGRESS_PORT, Some(_)) => {
+            return Err(OsError::invalid(
+                "expires",
+                "execd and egress endpoints are opened by their access token",
+            ))
+        }
+        (EXECD_PORT, None) => {
             (format!("{host}/opensandbox/execd/{id}"), BTreeMap::from([(TOKEN_HEADER.to_owned(), token)]))
         }
-        EGRESS_PORT => {
+        (EGRESS_PORT, None) => {
             (format!("{host}/opensandbox/egress/{id}"), BTreeMap::from([(TOKEN_HEADER.to_owned(), token)]))
         }
-        port => (format!("{host}/v1/sandboxes/{id}/ports/{port}"), BTreeMap::new()),
+        (port, Some(expires)) => {
+            let seconds = expires
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .and_then(|at| at.checked_sub(unix_seconds_now()))
+                .filter(|s| (1..=MAX_LINK_SECONDS).contains(s))
+                .ok_or_else(|| {
+                    OsError::invalid(
+                        "expires",
+                        "must be a time in the future, at most a week away, in Unix seconds",
+                    )
+                })?;
+            let (token, _) = state.runtime.create_ingress_link(owner.as_deref(), &id, port, seconds)?;
+            (format!("{host}/v1/links/{token}"), BTreeMap::new())
+        }
+        (port, None) => (format!("{host}/v1/sandboxes/{id}/ports/{port}"), BTreeMap::new()),
     };
     Ok(Json(EndpointView { endpoint, headers }))
+}
+
+/// Seconds since the Unix epoch now.
+fn unix_seconds_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
