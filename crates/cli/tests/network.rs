@@ -384,6 +384,61 @@ fn root_a_denied_domain_is_refused_and_recorded() {
     assert_eq!(denied.accepted(), 0, "no refused request reached the server");
 }
 
+/// A raw SOCKS5 exchange from inside the sandbox: a greeting offering `methods`, then (when the
+/// proxy accepted one) a request with `command` for `allowed.test:80`. Prints the proxy's
+/// answer bytes as a Python list.
+const SOCKS_PROBE: &str = r#"import socket, sys
+methods, command = bytes.fromhex(sys.argv[1]), int(sys.argv[2])
+s = socket.create_connection(('127.0.0.1', 3128))
+s.sendall(bytes([5, len(methods)]) + methods)
+answer = list(s.recv(2))
+if answer == [5, 0]:
+    s.sendall(bytes([5, command, 0, 3, 12]) + b'allowed.test' + (80).to_bytes(2, 'big'))
+    answer += list(s.recv(10))
+print(answer)
+"#;
+
+#[test]
+fn root_socks5_clients_are_decided_like_connect() {
+    let server = server_with_pinned_hosts("net-socks");
+    let (allowed, denied) = (Outside::start("127.0.0.2"), Outside::start("127.0.0.3"));
+    let sandbox = sandbox_with(&server, allowlist(json!([allow("allowed.test")])));
+    let socks = |url: &str| curl(&server, &sandbox, &format!("--proxy socks5h://127.0.0.1:3128 {url}"));
+
+    // The name goes to the proxy (socks5h), which decides on it and joins the connection.
+    assert_reached(&socks(&allowed.url("allowed.test", "socks")), &allowed.answer("allowed.test", "socks"));
+    assert_eq!(allowed.accepted(), 1);
+
+    // A denied name, and the allowed name's address given as a literal, are refused and
+    // recorded, and reach nothing.
+    let refused = socks(&denied.url("denied.test", ""));
+    assert_ne!(refused.exit_code, 0, "{refused:?}");
+    let literal = socks(&allowed.url("127.0.0.2", ""));
+    assert_ne!(literal.exit_code, 0, "{literal:?}");
+    let (recorded, total) = denials(&server, &sandbox, "");
+    assert_eq!(total, 2, "{recorded:?}");
+    assert_eq!(
+        targets_and_rules(&recorded),
+        [
+            (format!("denied.test:{}", denied.port), "default: deny".to_owned()),
+            (format!("127.0.0.2:{}", allowed.port), "protected: loopback address".to_owned()),
+        ]
+    );
+    assert_eq!((denied.accepted(), allowed.accepted()), (0, 1));
+
+    // Only CONNECT without authentication: BIND gets "command not supported" (7), a client
+    // offering only username/password gets "no acceptable method" (0xFF).
+    write_file(&server, &sandbox, "socks_probe.py", SOCKS_PROBE);
+    let probe = |methods: &str, command: u8| {
+        let ran = server.sh(&sandbox, &format!("python3 socks_probe.py {methods} {command}"));
+        assert_eq!(ran["exit_code"], 0, "{ran}");
+        ran["stdout"].as_str().unwrap().trim().to_owned()
+    };
+    assert_eq!(probe("00", 2), "[5, 0, 5, 7, 0, 1, 0, 0, 0, 0, 0, 0]");
+    assert_eq!(probe("02", 1), "[5, 255]");
+    assert_eq!(allowed.accepted(), 1, "neither probe connected anywhere");
+}
+
 #[test]
 fn root_a_wildcard_matches_subdomains_but_not_the_apex() {
     let server = server_with_pinned_hosts("net-wildcard");

@@ -10,6 +10,7 @@ pub mod policy;
 mod proxy;
 pub mod record;
 pub mod resolve;
+mod socks;
 
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};

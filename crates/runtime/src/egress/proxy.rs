@@ -1,6 +1,6 @@
-//! The egress proxy: an HTTP proxy (CONNECT tunnels and plain `http://` requests) that accepts
-//! the sandbox's connections on the listener made inside its network namespace, decides each
-//! against the policy, and connects out from the host.
+//! The egress proxy: an HTTP proxy (CONNECT tunnels and plain `http://` requests, and SOCKS5 on
+//! the same port) that accepts the sandbox's connections on the listener made inside its network
+//! namespace, decides each against the policy, and connects out from the host.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
 use super::decide::{decide, parse_authority, Host, Source};
+use super::socks;
 use super::Egress;
 use crate::relay::{self, RelayBody};
 use crate::splice;
@@ -49,6 +50,12 @@ pub(super) async fn accept_loop(egress: Arc<Egress>, listener: TcpListener) {
 
 async fn serve_connection(egress: Arc<Egress>, stream: TcpStream, _permit: OwnedSemaphorePermit) {
     let _ = stream.set_nodelay(true);
+    let mut first = [0u8; 1];
+    match stream.peek(&mut first).await {
+        Ok(1) if first[0] == socks::VERSION => return socks::serve(&egress, stream).await,
+        Ok(1) => {}
+        _ => return,
+    }
     let service = service_fn(move |request| {
         let egress = Arc::clone(&egress);
         async move { Ok::<_, Infallible>(handle(&egress, request).await) }
@@ -137,7 +144,11 @@ async fn forward(egress: &Egress, mut request: Request<Incoming>) -> Response<Re
 
 /// Decide on `authority` and connect to an address the policy allows, or the answer that
 /// refuses it (403 for a denial, which is recorded; 502 when nothing could be reached).
-async fn open(egress: &Egress, authority: &str, default_port: u16) -> Result<TcpStream, Response<RelayBody>> {
+pub(super) async fn open(
+    egress: &Egress,
+    authority: &str,
+    default_port: u16,
+) -> Result<TcpStream, Response<RelayBody>> {
     let (host, port) = parse_authority(authority, default_port)
         .map_err(|e| relay::text(StatusCode::BAD_REQUEST, format!("airlock proxy: {e}\n")))?;
     let target = match &host {
