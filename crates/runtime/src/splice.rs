@@ -1,7 +1,6 @@
 //! Joining two TCP connections inside the kernel: each direction moves through a pipe with
-//! `splice(2)`, so the bytes of a tunnel never enter this process's memory. A copy through user
-//! space reads every byte in and writes it out again; on a download through a CONNECT tunnel
-//! that was most of the proxy's cost.
+//! `splice(2)`, so the bytes of a tunnel never enter this process's memory, where a copy through
+//! user space would read every byte in and write it out again.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -41,6 +40,9 @@ impl Pipe {
     /// Move everything `from` sends to `to`, then half-close `to`.
     async fn carry(&self, from: &TcpStream, to: &TcpStream) -> io::Result<()> {
         let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+        // The pipe is empty whenever `from` is read, so a `WouldBlock` there comes from the
+        // socket, as `async_io` takes it to; likewise the pipe holds bytes whenever `to` is
+        // written.
         loop {
             let taken = from
                 .async_io(Interest::READABLE, || {

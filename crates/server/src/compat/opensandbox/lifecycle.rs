@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use airlock_runtime::{NewSandbox, SandboxFilter, SandboxLimits, MAX_LINK_SECONDS};
+use airlock_runtime::{now_ms, NewSandbox, SandboxFilter, SandboxLimits, MAX_LINK_SECONDS};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -308,7 +308,7 @@ pub async fn endpoint(
                 .trim()
                 .parse::<u64>()
                 .ok()
-                .and_then(|at| at.checked_sub(unix_seconds_now()))
+                .and_then(|at| at.checked_sub(now_ms() as u64 / 1000))
                 .filter(|s| (1..=MAX_LINK_SECONDS).contains(s))
                 .ok_or_else(|| {
                     OsError::invalid(
@@ -322,9 +322,4 @@ pub async fn endpoint(
         (port, None) => (format!("{host}/v1/sandboxes/{id}/ports/{port}"), BTreeMap::new()),
     };
     Ok(Json(EndpointView { endpoint, headers }))
-}
-
-/// Seconds since the Unix epoch now.
-fn unix_seconds_now() -> u64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
