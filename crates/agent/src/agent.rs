@@ -31,6 +31,20 @@ impl Replies {
         let _ = out.write_all(&line);
     }
 
+    /// Send answers to one request in one write, one line each.
+    pub(crate) fn send_all(&self, id: u64, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut lines = Vec::new();
+        for event in events {
+            let _ = serde_json::to_writer(&mut lines, &Response { id, event });
+            lines.push(b'\n');
+        }
+        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = out.write_all(&lines);
+    }
+
     /// Send one answer with a descriptor attached to its first byte: the runtime's read that
     /// returns that byte also receives the descriptor, so it pairs the two in order.
     pub(crate) fn send_with_fd(&self, id: u64, event: Event, fd: OwnedFd) {

@@ -151,19 +151,20 @@ impl Store {
 
     /// The key whose secret hashes to `secret_hash`.
     pub fn key_by_hash(&self, secret_hash: &str) -> Result<Option<StoredKey>, RuntimeError> {
+        // Asked on every request: the statement is kept prepared.
         Ok(self
             .db
-            .query_row(
-                "SELECT id, name, created_ms FROM api_keys WHERE hash = ?1",
-                params![secret_hash],
-                |r| Ok(StoredKey { id: r.get(0)?, name: r.get(1)?, created_ms: r.get(2)? }),
-            )
+            .prepare_cached("SELECT id, name, created_ms FROM api_keys WHERE hash = ?1")?
+            .query_row(params![secret_hash], |r| {
+                Ok(StoredKey { id: r.get(0)?, name: r.get(1)?, created_ms: r.get(2)? })
+            })
             .optional()?)
     }
 
     /// Whether any key exists.
     pub fn has_keys(&self) -> Result<bool, RuntimeError> {
-        Ok(self.db.query_row("SELECT EXISTS (SELECT 1 FROM api_keys)", [], |r| r.get(0))?)
+        // Asked on every request while there are no keys: the statement is kept prepared.
+        Ok(self.db.prepare_cached("SELECT EXISTS (SELECT 1 FROM api_keys)")?.query_row([], |r| r.get(0))?)
     }
 
     /// Every key, oldest first.

@@ -17,8 +17,8 @@ mod routes;
 mod state;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use airlock_runtime::Runtime;
@@ -119,7 +119,7 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        .unwrap_or_else(new_request_id);
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
     let method = request.method().to_string();
     let started = Instant::now();
@@ -134,6 +134,15 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// A fresh request id: 32 hex digits, a random half drawn once per server and a counter, so that
+/// ids stay unique across restarts without a random draw per request.
+fn new_request_id() -> String {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
+    format!("{prefix}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Serve until `shutdown` resolves; then pause every running sandbox (they come back paused

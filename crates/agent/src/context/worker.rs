@@ -371,11 +371,17 @@ impl Worker {
                     self.output(&mut state, request, stream, &bytes)
                 }
                 Ok(Input::Written(Written::Control(bytes))) => {
+                    // The answers to one read go out in one write: a result and the end that
+                    // came with it wake the runtime once.
+                    let mut answers = Vec::new();
                     for message in self.control.push(&bytes) {
-                        if self.control_message(&mut state, &message) {
+                        if self.control_message(&mut state, &message, &mut answers) {
+                            let finished = std::mem::replace(&mut state, RunState::placeholder());
+                            self.finish(finished, answers);
                             return;
                         }
                     }
+                    self.replies.send_all(state.id, answers);
                 }
                 Ok(Input::Msg(Msg::Exited(generation, how))) if generation == self.generation => {
                     // Whatever the kernel wrote before it ended still belongs to the run.
@@ -409,7 +415,7 @@ impl Worker {
                     }
                     state.end.status = RunStatus::ContextLost;
                     state.end.message = Some("the context was stopped".to_owned());
-                    self.finish(state);
+                    self.finish(state, Vec::new());
                     self.replies.send(other, Event::Done);
                     // Nothing reaches this worker any more: its entry left the table first.
                     self.queued.clear();
@@ -422,7 +428,7 @@ impl Worker {
                     }
                     state.end.status = RunStatus::Timeout;
                     state.end.message = Some("its timeout killed it".to_owned());
-                    self.finish(state);
+                    self.finish(state, Vec::new());
                     return;
                 }
                 Err(Quiet::Timeout) => match state.interrupted {
@@ -462,13 +468,14 @@ impl Worker {
         }
     }
 
-    /// Act on one control message; true once the run has ended.
-    fn control_message(&self, state: &mut RunState, message: &Value) -> bool {
+    /// Act on one control message, adding what it answers to `answers`; true once the run has
+    /// ended (its end is for [`Worker::finish`]).
+    fn control_message(&self, state: &mut RunState, message: &Value, answers: &mut Vec<Event>) -> bool {
         match message["type"].as_str() {
             Some("result") => {
                 let data = message["data"].as_object().cloned().unwrap_or_default();
                 let main = message["main"].as_bool().unwrap_or(false);
-                self.replies.send(state.id, Event::CodeResult { main, data });
+                answers.push(Event::CodeResult { main, data });
             }
             Some("error") if !state.error_seen => {
                 state.error_seen = true;
@@ -477,8 +484,7 @@ impl Worker {
                     .as_array()
                     .map(|lines| lines.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect())
                     .unwrap_or_default();
-                self.replies
-                    .send(state.id, Event::CodeError { name: text("name"), value: text("value"), traceback });
+                answers.push(Event::CodeError { name: text("name"), value: text("value"), traceback });
             }
             Some("too_large") => state.end.output_truncated = true,
             Some("end") => {
@@ -489,8 +495,6 @@ impl Worker {
                     None if state.script && state.end.exit_code != Some(0) => RunStatus::Error,
                     None => RunStatus::Ok,
                 };
-                let finished = std::mem::replace(state, RunState::placeholder());
-                self.finish(finished);
                 return true;
             }
             _ => {}
@@ -529,16 +533,16 @@ impl Worker {
             }
             Err(e) => format!("{why}; {e}"),
         });
-        self.finish(finished);
+        self.finish(finished, Vec::new());
     }
 
-    /// Send what is left of the output, then the end.
-    fn finish(&self, mut state: RunState) {
+    /// Send `answers`, what is left of the output, and the end, in one write.
+    fn finish(&self, mut state: RunState, mut answers: Vec<Event>) {
         if !state.end.output_truncated {
             for (slot, stream) in [(0, OutputStream::Stdout), (1, OutputStream::Stderr)] {
                 let data = state.decoders[slot].finish();
                 if !data.is_empty() {
-                    self.replies.send(state.id, Event::Output { stream, data });
+                    answers.push(Event::Output { stream, data });
                 }
             }
         }
@@ -548,7 +552,8 @@ impl Worker {
             state.end.cpu_ms = cpu_ticks(pid).saturating_sub(state.cpu_before) * 1000 / ticks_per_second();
             state.end.max_rss_bytes = peak_rss(pid);
         }
-        self.replies.send(state.id, Event::CodeEnd(state.end));
+        answers.push(Event::CodeEnd(state.end));
+        self.replies.send_all(state.id, answers);
     }
 }
 

@@ -17,6 +17,7 @@ the agent retires afterwards) and ends with {"type": "end", "exit_code": N}.
 A SIGINT to the process group interrupts the running request and is ignored between them.
 """
 
+import _signal
 import ast
 import builtins
 import importlib.machinery
@@ -32,6 +33,9 @@ COMPILE_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without the cost of importing inspect
 KERNEL_GLOBALS = globals()  # tells the kernel's frames from the user's in tracebacks
 MPL_BACKEND_MODULE = "airlock_mpl_backend"
+PLAIN_TYPES = frozenset(
+    (int, float, complex, bool, str, bytes, bytearray, list, tuple, dict, set, frozenset, range, type(None))
+)
 REPR_METHODS = (
     ("_repr_html_", "text/html"),
     ("_repr_markdown_", "text/markdown"),
@@ -61,9 +65,11 @@ class Interrupts:
         self.install()
 
     def install(self):
-        signal.signal(signal.SIGINT, self._on_sigint)
+        # The C module's, which unlike signal.signal() does not try (and fail, raising and
+        # catching within) to turn the old handler into an enum.
+        _signal.signal(signal.SIGINT, self.on_sigint)
 
-    def _on_sigint(self, signum, frame):
+    def on_sigint(self, signum, frame):
         if not self.armed:
             return
         if self.held:
@@ -77,18 +83,27 @@ class Interrupts:
 
 
 class Control:
-    """Writes control messages, one compact JSON object a line."""
+    """Writes control messages, one compact JSON object a line.
+
+    A message can be held back to go out in the same write as the next one: the run's own
+    result goes out with its `end`, so that the agent wakes once for the two.
+    """
 
     def __init__(self, fd, interrupts):
         self.fd = fd
         self.interrupts = interrupts
+        self.held_back = b""
         self.pid = os.getpid()
+
+    def hold_back(self, message):
+        self.held_back += encode_message(message)
 
     def send(self, message):
         if os.getpid() != self.pid:
             os._exit(0)  # a child forked by the user's code got back here: not its to answer
         flush_output()
-        view = memoryview((json.dumps(message, separators=(",", ":")) + "\n").encode())
+        view = memoryview(self.held_back + encode_message(message))
+        self.held_back = b""
         self.interrupts.held = True
         try:
             while view:
@@ -98,6 +113,10 @@ class Control:
         if self.interrupts.missed and self.interrupts.armed:
             self.interrupts.missed = False
             raise KeyboardInterrupt
+
+
+def encode_message(message):
+    return (json.dumps(message, separators=(",", ":")) + "\n").encode()
 
 
 class Kernel:
@@ -128,7 +147,9 @@ class Kernel:
             # Again: a KeyboardInterrupt at the very edge of the run may have skipped the store.
             self.interrupts.armed = False
             error = exc
-        self.interrupts.install()  # the user's code may have set a SIGINT handler of its own
+        # The user's code may have set a SIGINT handler of its own.
+        if _signal.getsignal(signal.SIGINT) != self.interrupts.on_sigint:
+            self.interrupts.install()
         if error is not None:
             self.report(error)
         self.control.send({"type": "end"})
@@ -176,7 +197,7 @@ class Kernel:
         value = self.execute(code, "<cell %d>" % execution_count, namespace, show_last=True)
         if value is not None:
             namespace["_"] = value
-            self.send_result(mime_bundle(value), main=True)
+            self.control.hold_back({"type": "result", "main": True, "data": mime_bundle(value)})
 
     def run_handler(self, code, event):
         # A fresh namespace, named so that `if __name__ == "__main__":` blocks stay out.
@@ -188,7 +209,7 @@ class Kernel:
         value = handler(event)
         if is_awaitable(value):
             value = self.run_awaitable(value)
-        self.send_result(handler_result(value), main=True)
+        self.control.hold_back({"type": "result", "main": True, "data": handler_result(value)})
 
     def execute(self, source, filename, namespace, show_last):
         """Runs the source; returns the value of its last expression when show_last says so."""
@@ -292,7 +313,8 @@ def is_awaitable(value):
 def mime_bundle(value):
     """The representations of a cell's value: its repr, and those its _repr_*_ methods give."""
     data = {"text/plain": repr(value)}
-    if isinstance(value, type):  # a class's _repr_*_ methods are for its instances
+    # Builtin values have no _repr_*_ methods; a class's are for its instances.
+    if type(value) in PLAIN_TYPES or isinstance(value, type):
         return data
     for method, mime in REPR_METHODS:
         add_representation(data, mime, call_repr(value, method))
