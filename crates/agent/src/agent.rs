@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
-use crate::context::{self, Contexts, Msg};
+use crate::context::{self, Contexts};
 use crate::files::{self, WriteOptions};
 use crate::protocol::{Event, Op, Request, Response};
 
@@ -31,32 +31,18 @@ impl Replies {
         let _ = out.write_all(&line);
     }
 
-    /// Send answers to one request in one write, one line each.
-    pub(crate) fn send_all(&self, id: u64, events: Vec<Event>) {
-        if events.is_empty() {
-            return;
-        }
-        let mut lines = Vec::new();
-        for event in events {
-            let _ = serde_json::to_writer(&mut lines, &Response { id, event });
-            lines.push(b'\n');
-        }
-        let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = out.write_all(&lines);
-    }
-
-    /// Send one answer with a descriptor attached to its first byte: the runtime's read that
-    /// returns that byte also receives the descriptor, so it pairs the two in order.
-    pub(crate) fn send_with_fd(&self, id: u64, event: Event, fd: OwnedFd) {
+    /// Send one answer with descriptors attached to its first byte: the runtime's read that
+    /// returns that byte also receives them, so it pairs the two in order.
+    pub(crate) fn send_with_fds(&self, id: u64, event: Event, fds: Vec<OwnedFd>) {
         use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
         let mut line = serde_json::to_vec(&Response { id, event }).unwrap_or_default();
         line.push(b'\n');
         let mut out = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let fds = [fd.as_raw_fd()];
+        let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
         let sent = sendmsg::<UnixAddr>(
             out.as_raw_fd(),
             &[IoSlice::new(&line)],
-            &[ControlMessage::ScmRights(&fds)],
+            &[ControlMessage::ScmRights(&raw)],
             MsgFlags::empty(),
             None,
         );
@@ -118,7 +104,7 @@ pub fn serve(runner: Vec<OsString>) -> std::io::Result<()> {
         match request.op {
             Op::Ping => replies.send(id, Event::Pong),
             Op::ListenLoopback { port } => match crate::loopback::listen(port) {
-                Ok(listener) => replies.send_with_fd(id, Event::Socket, listener),
+                Ok(listener) => replies.send_with_fds(id, Event::Socket, vec![listener]),
                 Err(message) => replies.send(id, Event::Error { message }),
             },
             Op::ConnectLoopback { port } => {
@@ -126,7 +112,7 @@ pub fn serve(runner: Vec<OsString>) -> std::io::Result<()> {
                 // A connect to a full backlog waits; the request loop must not.
                 let started =
                     std::thread::Builder::new().spawn(move || match crate::loopback::connect(port) {
-                        Ok(stream) => answer.send_with_fd(id, Event::Socket, stream),
+                        Ok(stream) => answer.send_with_fds(id, Event::Socket, vec![stream]),
                         Err(message) => answer.send(id, Event::Error { message }),
                     });
                 if started.is_err() {
@@ -186,19 +172,12 @@ pub fn serve(runner: Vec<OsString>) -> std::io::Result<()> {
                 }
             }
             Op::ContextStart(spec) => context::start(id, spec, Arc::clone(&runner), &contexts, &replies),
-            Op::RunCode(run) => {
-                let name = run.context.clone();
-                if let Err(message) = context::run(&contexts, &name, id, run) {
-                    replies.send(id, Event::Error { message });
-                }
-            }
             Op::Interrupt { context: name } => {
-                if let Err(message) = context::send(&contexts, &name, Msg::Interrupt(id)) {
-                    replies.send(id, Event::Error { message });
-                }
+                let interrupted = context::interrupt(&contexts, &name);
+                replies.send(id, done_or_error(interrupted));
             }
             Op::ContextStop { context: name } => {
-                if let Err(message) = context::stop(&contexts, &name, id) {
+                if let Err(message) = context::stop(&contexts, &name, id, &replies) {
                     replies.send(id, Event::Error { message });
                 }
             }

@@ -16,5 +16,6 @@ mod loopback;
 pub mod protocol;
 pub mod runner;
 mod spawn;
+pub mod utf8;
 
 pub use agent::serve;

@@ -501,3 +501,24 @@ fn root_a_restart_or_delete_ends_the_run_going_on() {
     // The default context comes back on the next use.
     assert_eq!(python(&server, &sandbox, "2 + 2")["result"]["text/plain"], "4");
 }
+
+#[test]
+fn root_a_kernel_gone_between_runs_is_replaced_and_what_runs_use_is_measured() {
+    let server = Server::start("code-gone-between", &[]);
+    let sandbox = server.create_sandbox(&json!({}));
+    // The server reads the kernel's CPU time from the host's /proc: a busy run shows it.
+    let busy = python(&server, &sandbox, "sum(i * i for i in range(3_000_000))");
+    assert!(busy["usage"]["cpu_ms"].as_u64().unwrap() >= 100, "{busy}");
+    assert!(busy["usage"]["max_rss_bytes"].as_u64().unwrap() > 1 << 20, "{busy}");
+    let idle = python(&server, &sandbox, "kept = 1");
+    assert!(idle["usage"]["cpu_ms"].as_u64().unwrap() < 100, "{idle}");
+
+    // A thread of the code ends the interpreter after its run has ended.
+    let exited =
+        python(&server, &sandbox, "import os, threading\nthreading.Timer(0.2, os._exit, [3]).start()");
+    assert_eq!(exited["status"], "ok", "{exited}");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let next = python(&server, &sandbox, "'kept' in globals()");
+    assert_eq!(text_result(&next), "False", "the next run gets a fresh interpreter: {next}");
+    assert_eq!((next["status"].as_str(), next["execution_count"].as_u64()), (Some("ok"), Some(1)), "{next}");
+}

@@ -31,12 +31,13 @@ type Waiters = Arc<Mutex<HashMap<u64, Waiter>>>;
 pub struct AgentConn {
     writer: tokio::sync::Mutex<Option<OwnedWriteHalf>>,
     waiters: Waiters,
-    /// Descriptors of [`Event::Socket`] answers, by request id, until their caller takes them.
-    sockets: Arc<Mutex<HashMap<u64, OwnedFd>>>,
+    /// Descriptors that came with answers ([`Event::passed_fds`]), by request id, until their
+    /// caller takes them.
+    sockets: Arc<Mutex<HashMap<u64, Vec<OwnedFd>>>>,
     next_id: AtomicU64,
 }
 
-/// Why [`AgentConn::socket`] brought no socket.
+/// Why [`AgentConn::socket`] or [`AgentConn::descriptors`] brought none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SocketRefused {
     /// The agent is gone.
@@ -122,14 +123,14 @@ impl AgentConn {
                     continue;
                 };
                 let mut waiters = waiters.lock().unwrap_or_else(|e| e.into_inner());
-                // A socket answer's descriptor came with the line's first bytes; it is paired
+                // An answer's descriptors came with the line's first bytes; they are paired
                 // with the answer here, before the waiter learns of it.
-                let socket =
-                    matches!(response.event, Event::Socket).then(|| answers.fds.pop_front()).flatten();
+                let passed: Vec<OwnedFd> =
+                    (0..response.event.passed_fds()).map_while(|_| answers.fds.pop_front()).collect();
                 let finished = match waiters.get(&response.id) {
                     Some(w) => {
-                        if let Some(fd) = socket {
-                            sockets.lock().unwrap_or_else(|e| e.into_inner()).insert(response.id, fd);
+                        if !passed.is_empty() {
+                            sockets.lock().unwrap_or_else(|e| e.into_inner()).insert(response.id, passed);
                         }
                         let last = !w.streams || response.event.ends_stream();
                         let _ = w.events.send(response.event);
@@ -150,7 +151,7 @@ impl AgentConn {
     /// Send `op` and return its id and the stream of its answers.
     pub async fn open(&self, op: Op) -> Result<(u64, mpsc::UnboundedReceiver<Event>), Hangup> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let streams = matches!(op, Op::Start(_) | Op::RunCode(_));
+        let streams = matches!(op, Op::Start(_));
         let (tx, rx) = mpsc::unbounded_channel();
         self.waiters.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Waiter { events: tx, streams });
         let mut line = serde_json::to_vec(&Request { id, op }).map_err(|_| Hangup)?;
@@ -176,13 +177,26 @@ impl AgentConn {
     /// Send `op` (one of the requests answered with [`Event::Socket`]) and take the socket the
     /// agent made; `Err` carries the agent's reason.
     pub async fn socket(&self, op: Op) -> Result<OwnedFd, SocketRefused> {
+        match self.descriptors(op).await? {
+            (Event::Socket, mut fds) if fds.len() == 1 => fds.pop().ok_or(SocketRefused::Hangup),
+            (other, _) => Err(SocketRefused::Agent(format!("the agent answered {other:?} without a socket"))),
+        }
+    }
+
+    /// Send `op` and take its answer with the descriptors that came with it; `Err` carries the
+    /// agent's reason when it answered [`Event::Error`].
+    pub async fn descriptors(&self, op: Op) -> Result<(Event, Vec<OwnedFd>), SocketRefused> {
         let (id, mut answers) = self.open(op).await.map_err(|Hangup| SocketRefused::Hangup)?;
         let answer = answers.recv().await.ok_or(SocketRefused::Hangup)?;
-        let fd = self.sockets.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
-        match (answer, fd) {
-            (Event::Socket, Some(fd)) => Ok(fd),
-            (Event::Error { message }, _) => Err(SocketRefused::Agent(message)),
-            (other, _) => Err(SocketRefused::Agent(format!("the agent answered {other:?} without a socket"))),
+        let fds = self.sockets.lock().unwrap_or_else(|e| e.into_inner()).remove(&id).unwrap_or_default();
+        match answer {
+            Event::Error { message } => Err(SocketRefused::Agent(message)),
+            answer if fds.len() == answer.passed_fds() => Ok((answer, fds)),
+            answer => Err(SocketRefused::Agent(format!(
+                "the agent answered {answer:?} with {} descriptors instead of {}",
+                fds.len(),
+                answer.passed_fds()
+            ))),
         }
     }
 

@@ -6,17 +6,16 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use airlock_agent::protocol::{
-    CodeEnd, CodeMode, ContextStartRequest, Event, Language, Op, OutputStream, RunCodeRequest, RunStatus,
-};
+use airlock_agent::protocol::{CodeMode, ContextStartRequest, Event, Language, Op};
 use tokio::sync::mpsc;
 
-use crate::agent_conn::AgentConn;
+use crate::agent_conn::{AgentConn, SocketRefused};
 use crate::code::{
     failed_outcome, CodeEvent, CodeEvents, CodeOutcome, CodeRun, CodeStatus, CodeUsage, ContextRecord,
     NewContext,
 };
 use crate::error::RuntimeError;
+use crate::kernel::{CodeEnd, Fate, KernelLink, RunCodeRequest, RunSignal, RunStatus};
 use crate::model::{now_ms, SandboxRecord};
 use crate::runtime::Runtime;
 
@@ -24,17 +23,21 @@ use crate::runtime::Runtime;
 pub const MAX_CONTEXTS_PER_SANDBOX: usize = 32;
 
 /// The contexts of one running sandbox; dropped with its agent.
-#[derive(Default)]
 pub(crate) struct ContextTable {
     entries: Mutex<BTreeMap<String, Arc<Context>>>,
     /// Held while a context is created, so that two first uses of a default context make one.
     creating: tokio::sync::Mutex<()>,
+    /// The sandbox's launcher, under which its kernels' host pids are found.
+    launcher: Option<u32>,
 }
 
 struct Context {
     record: Mutex<ContextRecord>,
-    /// Held for the whole of each run: runs in one context take turns.
-    turn: tokio::sync::Mutex<()>,
+    /// The kernel's pipes, held for the whole of each run: runs in one context take turns.
+    /// `None` when it has no kernel: the next run starts one.
+    kernel: tokio::sync::Mutex<Option<KernelLink>>,
+    /// Reaches the run going on, if any.
+    signals: Mutex<Option<mpsc::UnboundedSender<RunSignal>>>,
 }
 
 impl Context {
@@ -45,9 +48,21 @@ impl Context {
     fn update(&self, f: impl FnOnce(&mut ContextRecord)) {
         f(&mut self.record.lock().unwrap_or_else(|e| e.into_inner()));
     }
+
+    /// Tell the run going on, if any.
+    fn signal(&self, signal: RunSignal) {
+        if let Some(run) = self.signals.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = run.send(signal);
+        }
+    }
 }
 
 impl ContextTable {
+    /// The table of a sandbox started by `launcher`.
+    pub(crate) fn new(launcher: Option<u32>) -> ContextTable {
+        ContextTable { entries: Mutex::default(), creating: tokio::sync::Mutex::new(()), launcher }
+    }
+
     fn get(&self, sandbox_id: &str, id: &str) -> Result<Arc<Context>, RuntimeError> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.get(id).cloned().ok_or_else(|| RuntimeError::ContextNotFound {
@@ -118,8 +133,9 @@ impl Runtime {
         id: &str,
     ) -> Result<(), RuntimeError> {
         let (_, conn, table) = self.running_contexts(owner, sandbox_id, "delete a context")?;
-        table.get(sandbox_id, id)?;
+        let context = table.get(sandbox_id, id)?;
         table.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        context.signal(RunSignal::Stopped);
         call_done(&conn, sandbox_id, Op::ContextStop { context: id.to_owned() }).await
     }
 
@@ -134,20 +150,17 @@ impl Runtime {
         let (record, conn, table) = self.running_contexts(owner, sandbox_id, "restart a context")?;
         let context = table.get(sandbox_id, id)?;
         let _creating = table.creating.lock().await;
-        match conn.call(Op::ContextStop { context: id.to_owned() }).await {
-            Ok(Event::Done | Event::Error { .. }) => {}
-            _ => return Err(agent_gone(sandbox_id)),
-        }
-        let spec = context.record();
-        let start = ContextStartRequest {
-            context: id.to_owned(),
-            language: spec.language,
-            cwd: spec.cwd.clone(),
-            env: kernel_env(&record, &spec.env),
-        };
-        if let Err(e) = start_kernel(&conn, sandbox_id, Op::ContextStart(start), spec.language).await {
-            table.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
-            return Err(e);
+        context.signal(RunSignal::Stopped);
+        stop_kernel(&conn, sandbox_id, id).await?;
+        // The run going on, if any, has ended on the signal and left the kernel.
+        let mut kernel = context.kernel.lock().await;
+        *kernel = None;
+        match start_kernel(&conn, &record, &context.record(), table.launcher).await {
+            Ok(link) => *kernel = Some(link),
+            Err(e) => {
+                table.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+                return Err(e);
+            }
         }
         context.update(|r| {
             r.execution_count = 0;
@@ -164,9 +177,9 @@ impl Runtime {
         sandbox_id: &str,
         id: &str,
     ) -> Result<(), RuntimeError> {
-        let (_, conn, table) = self.running_contexts(owner, sandbox_id, "interrupt a context")?;
-        table.get(sandbox_id, id)?;
-        call_done(&conn, sandbox_id, Op::Interrupt { context: id.to_owned() }).await
+        let (_, _, table) = self.running_contexts(owner, sandbox_id, "interrupt a context")?;
+        table.get(sandbox_id, id)?.signal(RunSignal::Interrupt);
+        Ok(())
     }
 
     /// Run code in a context; the events come as the run goes. It waits its turn behind the
@@ -190,7 +203,7 @@ impl Runtime {
                 reason: "handler mode is for python and javascript".to_owned(),
             });
         }
-        let (_, conn, table) = self.running_contexts(owner, sandbox_id, "run code")?;
+        let (record, conn, table) = self.running_contexts(owner, sandbox_id, "run code")?;
         let context = match &run.context {
             Some(id) => table.get(sandbox_id, id)?,
             None => {
@@ -228,7 +241,7 @@ impl Runtime {
             env: Vec::new(),
             filename: None,
         };
-        self.start_run(sandbox_id, conn, context, request)
+        self.start_run((&record, &conn, &table), context, request)
     }
 
     /// Run a script once in a sandbox's pre-started Python context, if it has one: the context
@@ -239,31 +252,34 @@ impl Runtime {
         sandbox_id: &str,
         request: RunCodeRequest,
     ) -> Option<Result<CodeEvents, RuntimeError>> {
-        let (_, conn, table) = self.running_contexts(owner, sandbox_id, "run code").ok()?;
+        let (record, conn, table) = self.running_contexts(owner, sandbox_id, "run code").ok()?;
         let context = table.get(sandbox_id, Language::Python.as_str()).ok()?;
         let request = RunCodeRequest { context: context.record().id, ..request };
-        Some(self.start_run(sandbox_id, conn, context, request))
+        Some(self.start_run((&record, &conn, &table), context, request))
     }
 
-    /// Send a run to the agent once the context's earlier runs are done; its events come as
-    /// the run goes.
+    /// Run code once the context's earlier runs are done; its events come as the run goes.
     fn start_run(
         &self,
-        sandbox_id: &str,
-        conn: Arc<AgentConn>,
+        live: LiveParts<'_>,
         context: Arc<Context>,
         request: RunCodeRequest,
     ) -> Result<CodeEvents, RuntimeError> {
         let permit = self.command_slot()?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let sandbox_id = sandbox_id.to_owned();
+        let (record, conn, table) = (live.0.clone(), Arc::clone(live.1), Arc::clone(live.2));
         let runtime = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _turn = context.turn.lock().await;
+            let mut kernel = context.kernel.lock().await;
             let id = request.context.clone();
+            let (signals, mut signalled) = mpsc::unbounded_channel();
+            *context.signals.lock().unwrap_or_else(|e| e.into_inner()) = Some(signals);
             context.update(|r| r.running = true);
-            let end = follow_run(&conn, request, &tx).await;
+            let live = (&record, &conn, &table);
+            let end = drive_run(live, &context, &mut kernel, &request, &tx, &mut signalled).await;
+            *context.signals.lock().unwrap_or_else(|e| e.into_inner()) = None;
+            drop(kernel);
             let outcome = match end {
                 Ok(end) => {
                     context.update(|r| {
@@ -272,7 +288,7 @@ impl Runtime {
                     });
                     outcome_of(id, end)
                 }
-                Err(message) => failed_outcome(Some(id), format!("sandbox {sandbox_id}: {message}")),
+                Err(e) => failed_outcome(Some(id), e.to_string()),
             };
             context.update(|r| r.running = false);
             runtime.count_code_run(outcome.status, outcome.usage.duration_ms);
@@ -280,6 +296,53 @@ impl Runtime {
         });
         Ok(rx)
     }
+}
+
+/// Run `request` in the context's kernel (starting a fresh one first if it has none or its
+/// kernel ended between runs), and deal with the kernel as the run left it.
+async fn drive_run(
+    live: LiveParts<'_>,
+    context: &Context,
+    kernel: &mut Option<KernelLink>,
+    request: &RunCodeRequest,
+    events: &mpsc::UnboundedSender<CodeEvent>,
+    signals: &mut mpsc::UnboundedReceiver<RunSignal>,
+) -> Result<CodeEnd, RuntimeError> {
+    let (record, conn, table) = live;
+    if !kernel.as_mut().is_some_and(KernelLink::alive) {
+        *kernel = None;
+        stop_kernel(conn, &record.id, &request.context).await?;
+    }
+    let link = match kernel {
+        Some(link) => link,
+        None => kernel.insert(start_kernel(conn, record, &context.record(), table.launcher).await?),
+    };
+    let (mut end, fate) = link.run(conn, request, events, signals).await;
+    match fate {
+        Fate::Idle => {}
+        Fate::Stopped => *kernel = None,
+        Fate::Retire => {
+            *kernel = None;
+            // Killed while the answer goes out; the next run starts a fresh kernel.
+            let _ = conn.open(Op::ContextStop { context: request.context.clone() }).await;
+        }
+        Fate::Restart(why) => {
+            *kernel = None;
+            let restarted = match stop_kernel(conn, &record.id, &request.context).await {
+                Ok(()) => start_kernel(conn, record, &context.record(), table.launcher).await,
+                Err(e) => Err(e),
+            };
+            end.message = Some(match restarted {
+                Ok(link) => {
+                    *kernel = Some(link);
+                    end.restarted = true;
+                    why
+                }
+                Err(e) => format!("{why}; {e}"),
+            });
+        }
+    }
+    Ok(end)
 }
 
 /// Start the default Python context of a sandbox for the pool, so that its first Python run,
@@ -312,22 +375,21 @@ async fn start_context_in(
     if count >= MAX_CONTEXTS_PER_SANDBOX {
         return Err(RuntimeError::ContextLimit { max: MAX_CONTEXTS_PER_SANDBOX });
     }
-    let cwd = new.cwd.unwrap_or_else(|| record.workdir.clone());
-    let env = kernel_env(record, &new.env);
-    let start = ContextStartRequest { context: id.clone(), language: new.language, cwd: cwd.clone(), env };
-    start_kernel(conn, sandbox_id, Op::ContextStart(start), new.language).await?;
+    let spec = ContextRecord {
+        id: id.clone(),
+        language: new.language,
+        cwd: new.cwd.unwrap_or_else(|| record.workdir.clone()),
+        env: new.env,
+        created_ms: now_ms(),
+        execution_count: 0,
+        running: false,
+        restarts: 0,
+    };
+    let link = start_kernel(conn, record, &spec, table.launcher).await?;
     let context = Arc::new(Context {
-        record: Mutex::new(ContextRecord {
-            id: id.clone(),
-            language: new.language,
-            cwd,
-            env: new.env,
-            created_ms: now_ms(),
-            execution_count: 0,
-            running: false,
-            restarts: 0,
-        }),
-        turn: tokio::sync::Mutex::new(()),
+        record: Mutex::new(spec),
+        kernel: tokio::sync::Mutex::new(Some(link)),
+        signals: Mutex::default(),
     });
     table.entries.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&context));
     Ok(context)
@@ -349,46 +411,39 @@ async fn call_done(conn: &AgentConn, sandbox_id: &str, op: Op) -> Result<(), Run
     }
 }
 
-/// Ask the agent to start a kernel and wait until it is ready.
+/// Ask the agent to start context `spec`'s kernel and take over its pipes once it is ready.
 async fn start_kernel(
     conn: &AgentConn,
-    sandbox_id: &str,
-    op: Op,
-    language: Language,
-) -> Result<(), RuntimeError> {
-    match conn.call(op).await {
-        Ok(Event::ContextReady { .. }) => Ok(()),
-        Ok(Event::Error { message }) => Err(RuntimeError::ContextStartFailed {
-            sandbox_id: sandbox_id.to_owned(),
-            language: language.as_str(),
-            message,
-        }),
-        _ => Err(agent_gone(sandbox_id)),
+    record: &SandboxRecord,
+    spec: &ContextRecord,
+    launcher: Option<u32>,
+) -> Result<KernelLink, RuntimeError> {
+    let start = ContextStartRequest {
+        context: spec.id.clone(),
+        language: spec.language,
+        cwd: spec.cwd.clone(),
+        env: kernel_env(record, &spec.env),
+    };
+    let failed = |message: String| RuntimeError::ContextStartFailed {
+        sandbox_id: record.id.clone(),
+        language: spec.language.as_str(),
+        message,
+    };
+    match conn.descriptors(Op::ContextStart(start)).await {
+        Ok((Event::ContextReady { pid }, pipes)) => KernelLink::new(spec.language, pipes, launcher, pid)
+            .map_err(|e| failed(format!("cannot take over the kernel's pipes: {e}"))),
+        Err(SocketRefused::Agent(message)) => Err(failed(message)),
+        _ => Err(agent_gone(&record.id)),
     }
 }
 
-/// Pass a run's events on until its end.
-async fn follow_run(
-    conn: &AgentConn,
-    request: RunCodeRequest,
-    tx: &mpsc::UnboundedSender<CodeEvent>,
-) -> Result<CodeEnd, String> {
-    let (_, mut answers) =
-        conn.open(Op::RunCode(request)).await.map_err(|_| "its agent is gone".to_owned())?;
-    while let Some(event) = answers.recv().await {
-        let passed = match event {
-            Event::Output { stream: OutputStream::Stdout, data } => CodeEvent::Stdout(data),
-            Event::Output { stream: OutputStream::Stderr, data } => CodeEvent::Stderr(data),
-            Event::CodeResult { main, data } => CodeEvent::Result { main, data },
-            Event::CodeError { name, value, traceback } => CodeEvent::Error { name, value, traceback },
-            Event::CodeEnd(end) => return Ok(end),
-            Event::Error { message } => return Err(message),
-            _ => continue,
-        };
-        // A caller that went away still lets the run finish.
-        let _ = tx.send(passed);
+/// Have the agent kill context `id`'s kernel and forget it; a context it does not know is
+/// already stopped.
+async fn stop_kernel(conn: &AgentConn, sandbox_id: &str, id: &str) -> Result<(), RuntimeError> {
+    match conn.call(Op::ContextStop { context: id.to_owned() }).await {
+        Ok(Event::Done | Event::Error { .. }) => Ok(()),
+        _ => Err(agent_gone(sandbox_id)),
     }
-    Err("its agent stopped answering during the run".to_owned())
 }
 
 fn outcome_of(context: String, end: CodeEnd) -> CodeOutcome {

@@ -12,6 +12,7 @@ mod context;
 pub mod egress;
 mod error;
 mod files;
+mod kernel;
 pub mod keys;
 mod launch;
 mod links;

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use airlock_agent::protocol::{CodeMode, Language, RunCodeRequest};
+use airlock_agent::protocol::{CodeMode, Language};
+
+use crate::kernel::RunCodeRequest;
 use serde_json::Value;
 use tokio::sync::mpsc;
 

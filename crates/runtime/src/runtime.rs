@@ -548,7 +548,7 @@ impl Runtime {
                     ended: launched.ended.clone(),
                     launcher_pid: launched.launcher_pid,
                     stopping: Arc::clone(&stopping),
-                    contexts: Arc::default(),
+                    contexts: Arc::new(ContextTable::new(launched.launcher_pid)),
                 };
                 *sandbox.live.lock().unwrap_or_else(|e| e.into_inner()) = Some(live);
                 self.watch_end(sandbox, launched.ended, stopping);

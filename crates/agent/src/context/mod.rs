@@ -1,59 +1,49 @@
 //! Code contexts: each is one kernel (a Python, Node or Bash process running a small script of
-//! ours, see `kernels/`) started through a runner, and one worker thread that owns it. The worker
-//! feeds the kernel one run at a time, passes its output and results on, interrupts it at the
-//! run's timeout, and kills and restarts it when it ignores the interrupt or dies.
+//! ours, see `kernels/`) started through a runner. The agent starts it, waits until it says it is
+//! ready, and hands the runtime the kernel's four pipes with its answer. From then on the runtime
+//! writes each run's request and reads the run's output and control messages itself, so a run
+//! goes from the server to the kernel and back with no process in between. The agent keeps the
+//! kernel's life: it interrupts it and kills it on request, and reaps its runner.
 //!
 //! Kernel protocol: requests arrive on the descriptor named by `AIRLOCK_REQUEST_FD` — one JSON
 //! line `{"code", "mode", "execution_count", "event", ...}` for Python and Node, the code and a
 //! NUL byte for Bash. Control messages go out on the one named by `AIRLOCK_CONTROL_FD`, one JSON
 //! line each: `ready` (with the kernel's pid) once, then per run any `result`s, at most one
-//! `error`, and one `end`. The kernel's stdout, stderr and control pipes all lead straight to
-//! the worker, which reads whatever output is waiting before it acts on a control message, so a
-//! run's output never arrives after its end.
+//! `error`, and one `end`. A kernel flushes a run's output before it writes a control message,
+//! so whoever reads its pipes has the run's output once the `end` is readable. When the kernel
+//! has ended, the agent adds `{"type": "exited", "how": "signal 9"}` (say) before the pipe's end.
 
-mod control;
-mod feed;
 mod kernel;
-mod request;
-mod worker;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use feed::{Feed, Handed};
-pub(crate) use worker::Msg;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
 
 use crate::agent::Replies;
-use crate::protocol::{ContextStartRequest, Event, Language, RunCodeRequest};
+use crate::protocol::{ContextStartRequest, Event};
 
-/// How a worker is reached: its queue, the pipe that wakes it when something is queued, and
-/// the idle kernel's request pipe while it lends it out.
-#[derive(Clone)]
-pub(crate) struct WorkerHandle {
-    queue: mpsc::Sender<Msg>,
-    wake: Arc<kernel::Wake>,
-    feed: Arc<Mutex<Feed>>,
-    language: Language,
+/// What the agent keeps of a context's kernel.
+#[derive(Clone, Copy)]
+pub(crate) struct Entry {
+    /// Tells this kernel from a later one of the same name, for its runner's waiter.
+    generation: u64,
+    /// Its runner: every process of the kernel descends from it. 0 while it starts.
+    runner_pid: i32,
+    /// The kernel, which leads its process group. 0 until it is ready.
+    kernel_pid: i32,
 }
 
-impl WorkerHandle {
-    /// Whether the request loop has started a run the worker has not taken over yet.
-    fn feed_has_started(&self) -> bool {
-        self.feed.lock().unwrap_or_else(|e| e.into_inner()).has_started()
-    }
+/// The contexts by name.
+pub(crate) type Contexts = Arc<Mutex<HashMap<String, Entry>>>;
 
-    fn send(&self, msg: Msg) -> Result<(), ()> {
-        self.queue.send(msg).map_err(|_| ())?;
-        self.wake.ring();
-        Ok(())
-    }
-}
+static GENERATIONS: AtomicU64 = AtomicU64::new(1);
 
-/// What the agent keeps of each context: the way to its worker.
-pub(crate) type Contexts = Arc<Mutex<HashMap<String, WorkerHandle>>>;
-
-/// Start context `id`'s worker; it answers [`Event::ContextReady`] or [`Event::Error`].
+/// Start context `id`'s kernel on a thread of its own; it answers [`Event::ContextReady`] with
+/// the kernel's pipes, or [`Event::Error`].
 pub(crate) fn start(
     id: u64,
     spec: ContextStartRequest,
@@ -61,79 +51,97 @@ pub(crate) fn start(
     contexts: &Contexts,
     replies: &Replies,
 ) {
-    let wake = match kernel::Wake::new() {
-        Ok(wake) => Arc::new(wake),
-        Err(e) => {
-            replies.send(id, Event::Error { message: format!("cannot create the context's wake pipe: {e}") });
-            return;
-        }
-    };
-    let (queue, rx) = mpsc::channel();
-    let handle = WorkerHandle { queue, wake, feed: Arc::default(), language: spec.language };
+    let generation = GENERATIONS.fetch_add(1, Ordering::Relaxed);
     {
         let mut table = lock(contexts);
         if table.contains_key(&spec.context) {
             replies.send(id, Event::Error { message: format!("context {} exists", spec.context) });
             return;
         }
-        table.insert(spec.context.clone(), handle.clone());
+        table.insert(spec.context.clone(), Entry { generation, runner_pid: 0, kernel_pid: 0 });
     }
-    let name = spec.context.clone();
-    let mut worker = worker::Worker::new(spec, runner, handle, rx, replies.clone());
-    let (contexts_for_thread, replies_for_thread) = (Arc::clone(contexts), replies.clone());
-    let started = std::thread::Builder::new().spawn(move || match worker.start_kernel() {
-        Ok(pid) => {
-            replies_for_thread.send(id, Event::ContextReady { pid });
-            worker.serve();
-        }
-        Err(message) => {
-            lock(&contexts_for_thread).remove(worker.name());
-            replies_for_thread.send(id, Event::Error { message });
+    let spec_name = spec.context.clone();
+    let (name, table, answer) = (spec.context.clone(), Arc::clone(contexts), replies.clone());
+    let started = std::thread::Builder::new().spawn(move || {
+        let on_exit = {
+            let (table, name) = (Arc::clone(&table), name.clone());
+            move || forget(&table, &name, generation)
+        };
+        let started = kernel::Kernel::spawn(&runner, &spec, on_exit).and_then(|mut kernel| {
+            let runner_pid = kernel.runner_pid;
+            if let Some(entry) = lock(&table).get_mut(&name).filter(|e| e.generation == generation) {
+                entry.runner_pid = runner_pid;
+            }
+            match kernel.wait_until_ready(spec.language) {
+                Ok(pid) => Ok((runner_pid, pid, kernel.into_pipes())),
+                Err(message) => {
+                    crate::runner::kill_tree(runner_pid);
+                    Err(message)
+                }
+            }
+        });
+        match started {
+            Ok((runner_pid, pid, pipes)) => {
+                match lock(&table).get_mut(&name).filter(|e| e.generation == generation) {
+                    Some(entry) => entry.kernel_pid = pid,
+                    // Stopped while it started, maybe before its runner was known.
+                    None => {
+                        crate::runner::kill_tree(runner_pid);
+                        answer.send(id, Event::Error { message: format!("context {name} was stopped") });
+                        return;
+                    }
+                }
+                answer.send_with_fds(id, Event::ContextReady { pid }, pipes);
+            }
+            Err(message) => {
+                forget(&table, &name, generation);
+                answer.send(id, Event::Error { message });
+            }
         }
     });
     if let Err(e) = started {
-        lock(contexts).remove(&name);
+        forget(contexts, &spec_name, generation);
         replies.send(id, Event::Error { message: format!("cannot start a thread for the context: {e}") });
     }
 }
 
-/// Hand `msg` to context `name`'s worker; the error says there is no such context.
-pub(crate) fn send(contexts: &Contexts, name: &str, msg: Msg) -> Result<(), String> {
-    let table = lock(contexts);
-    let worker = table.get(name).ok_or_else(|| format!("no context {name}"))?;
-    worker.send(msg).map_err(|_| format!("context {name} has ended"))
+/// Send SIGINT to context `name`'s kernel and all in its process group: the run going on, if
+/// any, gets a KeyboardInterrupt (or its language's like). The error says there is no such
+/// context.
+pub(crate) fn interrupt(contexts: &Contexts, name: &str) -> Result<(), String> {
+    let kernel_pid =
+        lock(contexts).get(name).map(|e| e.kernel_pid).ok_or_else(|| format!("no context {name}"))?;
+    if kernel_pid > 0 {
+        let _ = killpg(Pid::from_raw(kernel_pid), Signal::SIGINT);
+    }
+    Ok(())
 }
 
-/// Run code in context `name`: handed to its idle kernel at once when it can be, else to its
-/// worker. The error says there is no such context.
-pub(crate) fn run(contexts: &Contexts, name: &str, id: u64, request: RunCodeRequest) -> Result<(), String> {
-    let worker = lock(contexts).get(name).cloned().ok_or_else(|| format!("no context {name}"))?;
-    let started = worker.feed.lock().unwrap_or_else(|e| e.into_inner()).start(
-        &worker.queue,
-        worker.language,
-        id,
-        request,
-    );
-    let gone = || format!("context {name} has ended");
-    match started {
-        Handed::ToKernel => {
-            worker.wake.ring();
-            Ok(())
+/// Forget context `name` and kill its kernel and all it started, on a thread of its own (a
+/// fork bomb takes rounds); answers [`Event::Done`] once they are dead.
+pub(crate) fn stop(contexts: &Contexts, name: &str, id: u64, replies: &Replies) -> Result<(), String> {
+    let entry = lock(contexts).remove(name).ok_or_else(|| format!("no context {name}"))?;
+    let answer = replies.clone();
+    let kill = move || {
+        if entry.runner_pid > 0 {
+            crate::runner::kill_tree(entry.runner_pid);
         }
-        Handed::ToWorker(run) => {
-            let (id, request) = *run;
-            worker.send(Msg::Run(id, request)).map_err(|_| gone())
-        }
-        Handed::WorkerGone => Err(gone()),
+        answer.send(id, Event::Done);
+    };
+    if std::thread::Builder::new().spawn(kill.clone()).is_err() {
+        kill();
+    }
+    Ok(())
+}
+
+/// Forget context `name` if it is still the kernel of `generation` (its runner ended).
+fn forget(contexts: &Contexts, name: &str, generation: u64) {
+    let mut table = lock(contexts);
+    if table.get(name).is_some_and(|e| e.generation == generation) {
+        table.remove(name);
     }
 }
 
-/// Take context `name` out of the table and stop its worker.
-pub(crate) fn stop(contexts: &Contexts, name: &str, id: u64) -> Result<(), String> {
-    let worker = lock(contexts).remove(name).ok_or_else(|| format!("no context {name}"))?;
-    worker.send(Msg::Stop(id)).map_err(|_| format!("context {name} has ended"))
-}
-
-fn lock(contexts: &Contexts) -> std::sync::MutexGuard<'_, HashMap<String, WorkerHandle>> {
+fn lock(contexts: &Contexts) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
     contexts.lock().unwrap_or_else(|e| e.into_inner())
 }

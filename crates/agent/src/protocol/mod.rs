@@ -5,7 +5,7 @@
 mod code;
 
 use base64::Engine;
-pub use code::{CodeEnd, CodeMode, ContextStartRequest, Language, RunCodeRequest, RunStatus};
+pub use code::{CodeMode, ContextStartRequest, Language};
 use serde::{Deserialize, Serialize};
 
 /// A request from the runtime.
@@ -69,12 +69,8 @@ pub enum Op {
     /// Start a code context's kernel. Answered with [`Event::ContextReady`] once it is ready,
     /// or [`Event::Error`].
     ContextStart(ContextStartRequest),
-    /// Run code in a context. Answered with any number of [`Event::Output`] and
-    /// [`Event::CodeResult`], at most one [`Event::CodeError`], then one [`Event::CodeEnd`]; or
-    /// with one [`Event::Error`] (no such context, or one run is already going on in it).
-    RunCode(RunCodeRequest),
-    /// Interrupt the run going on in a context, as its timeout would. Answered with
-    /// [`Event::Done`] (also when no run is going on).
+    /// Send SIGINT to a context's kernel and its process group, which interrupts the run going
+    /// on in it. Answered with [`Event::Done`] (also when no run is going on).
     Interrupt {
         /// The context's name.
         context: String,
@@ -284,31 +280,13 @@ pub enum Event {
         /// Whether entries were left out beyond [`MAX_LIST_ENTRIES`].
         truncated: bool,
     },
-    /// A context's kernel is ready, answering [`Op::ContextStart`].
+    /// A context's kernel is ready, answering [`Op::ContextStart`]. Four descriptors come with
+    /// it: the write end of the kernel's request pipe, then the read ends of its control, stdout
+    /// and stderr pipes; the runtime drives the kernel's runs through them.
     ContextReady {
         /// The kernel's pid inside the sandbox.
         pid: i32,
     },
-    /// A value a run produced: the last expression's (`main`), a figure, or a handler's return
-    /// value.
-    CodeResult {
-        /// Whether this is the run's own value rather than something it displayed.
-        main: bool,
-        /// The value in one or more MIME types (`text/plain`, `text/html`, `image/png` in base64,
-        /// `application/json` as JSON), as the kernel rendered it.
-        data: serde_json::Map<String, serde_json::Value>,
-    },
-    /// The error a run raised.
-    CodeError {
-        /// Its type, e.g. `ZeroDivisionError`.
-        name: String,
-        /// Its message.
-        value: String,
-        /// The traceback, one entry per frame or line, as the language prints it.
-        traceback: Vec<String>,
-    },
-    /// A run ended.
-    CodeEnd(CodeEnd),
     /// A file operation failed.
     FileError {
         /// What kind of failure, for the caller to act on; `code` in JSON, since `kind` names
@@ -321,10 +299,18 @@ pub enum Event {
 }
 
 impl Event {
-    /// Whether this event is the last one of a stream of answers ([`Op::Start`],
-    /// [`Op::RunCode`]).
+    /// Whether this event is the last one of a stream of answers ([`Op::Start`]).
     pub fn ends_stream(&self) -> bool {
-        matches!(self, Event::Exit(_) | Event::CodeEnd(_) | Event::Error { .. })
+        matches!(self, Event::Exit(_) | Event::Error { .. })
+    }
+
+    /// How many descriptors come with this event.
+    pub fn passed_fds(&self) -> usize {
+        match self {
+            Event::Socket => 1,
+            Event::ContextReady { .. } => 4,
+            _ => 0,
+        }
     }
 }
 

@@ -5,11 +5,11 @@ use serde_json::{json, Value};
 
 /// The longest control message kept; a larger one (a huge result) becomes
 /// `{"type": "too_large"}`, and the run's `output_truncated` says so.
-pub(super) const MAX_CONTROL_LINE: usize = 8 << 20;
+pub(crate) const MAX_CONTROL_LINE: usize = 8 << 20;
 
 /// Splits a kernel's control bytes into JSON messages, one per line.
 #[derive(Default)]
-pub(super) struct ControlLines {
+pub(crate) struct ControlLines {
     /// Bytes of a message not yet ending in a newline.
     partial: Vec<u8>,
     /// Whether the message being read is too long to keep.
@@ -18,7 +18,7 @@ pub(super) struct ControlLines {
 
 impl ControlLines {
     /// The messages completed by `bytes`. Lines that are not JSON are skipped.
-    pub(super) fn push(&mut self, bytes: &[u8]) -> Vec<Value> {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<Value> {
         let mut messages = Vec::new();
         for piece in bytes.split_inclusive(|b| *b == b'\n') {
             let complete = piece.ends_with(b"\n");
