@@ -241,7 +241,7 @@ impl Runtime {
             env: Vec::new(),
             filename: None,
         };
-        self.start_run((&record, &conn, &table), context, request)
+        self.start_run((record, conn, table), context, request)
     }
 
     /// Run a script once in a sandbox's pre-started Python context, if it has one: the context
@@ -255,19 +255,18 @@ impl Runtime {
         let (record, conn, table) = self.running_contexts(owner, sandbox_id, "run code").ok()?;
         let context = table.get(sandbox_id, Language::Python.as_str()).ok()?;
         let request = RunCodeRequest { context: context.record().id, ..request };
-        Some(self.start_run((&record, &conn, &table), context, request))
+        Some(self.start_run((record, conn, table), context, request))
     }
 
     /// Run code once the context's earlier runs are done; its events come as the run goes.
     fn start_run(
         &self,
-        live: LiveParts<'_>,
+        (record, conn, table): (SandboxRecord, Arc<AgentConn>, Arc<ContextTable>),
         context: Arc<Context>,
         request: RunCodeRequest,
     ) -> Result<CodeEvents, RuntimeError> {
         let permit = self.command_slot()?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let (record, conn, table) = (live.0.clone(), Arc::clone(live.1), Arc::clone(live.2));
         let runtime = self.clone();
         tokio::spawn(async move {
             let _permit = permit;
