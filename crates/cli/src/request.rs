@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_jail::{
-    BindMount, CgroupPreference, HostIdentity, LandlockMode, Limits, NetworkMode, Protections, SandboxSpec,
-    Stdin, Workspace, DEFAULT_PATH,
+    BindMount, BuiltinLimits, CgroupPreference, HostIdentity, LandlockMode, Limits, NetworkMode, Protections,
+    SandboxSpec, Stdin, Workspace, DEFAULT_PATH,
 };
 use airlock_runtime::egress::Egress;
 use serde::Deserialize;
@@ -36,34 +36,27 @@ pub struct Request {
     pub warnings: Vec<String>,
     /// The egress proxy of a run with `--allow`.
     pub egress: Option<Arc<Egress>>,
-    /// Which cgroup-backed limits the user asked for; the others of `spec` come only from the
-    /// built-in defaults.
-    requested: Requested,
 }
 
 impl Request {
     /// Built-in memory and pids limits need a cgroup. When the engine finds none usable
-    /// (typically a rootless caller without a delegated cgroup v2 subtree) they are left out
-    /// and reported; limits the user asked for stay, so the engine then fails closed. Returns
-    /// whether anything was left out, i.e. whether a retry can succeed.
-    pub fn drop_default_cgroup_limits(&mut self) -> bool {
+    /// (typically a rootless caller without a delegated cgroup v2 subtree) it leaves them out
+    /// ([`airlock_jail::Limits::builtin`]); this takes them out of the reported policy and
+    /// says so. Limits the user asked for are never left out: the engine fails closed.
+    pub fn note_left_out(&mut self, left_out: BuiltinLimits) {
         let limits = &mut self.spec.limits;
-        let mut dropped = false;
-        if !self.requested.memory && limits.memory_bytes.take().is_some() {
+        if left_out.memory && limits.memory_bytes.take().is_some() {
             self.warnings.push(
                 "no usable cgroup: the built-in memory limit is not enforced (`airlock doctor` tells why)"
                     .into(),
             );
-            dropped = true;
         }
-        if !self.requested.pids && limits.max_pids.take().is_some() {
+        if left_out.pids && limits.max_pids.take().is_some() {
             self.warnings.push(
                 "no usable cgroup: the built-in process limit is not enforced (`airlock doctor` tells why)"
                     .into(),
             );
-            dropped = true;
         }
-        dropped
     }
 }
 
@@ -164,6 +157,10 @@ pub fn resolve(args: &RunArgs, document: Option<&str>) -> Result<Request, RunErr
     }
     let cgroup = cgroup_preference(r.platform.cgroups_version);
     let mut spec = build_spec(argv, stdin, &r, cgroup)?;
+    spec.limits.builtin = BuiltinLimits {
+        memory: !requested.memory && spec.limits.memory_bytes.is_some(),
+        pids: !requested.pids && spec.limits.max_pids.is_some(),
+    };
     let egress = crate::egress::from_args(args)?;
     if egress.is_some() {
         spec.network = NetworkMode::Proxied { port: airlock_runtime::egress::PROXY_PORT };
@@ -176,7 +173,6 @@ pub fn resolve(args: &RunArgs, document: Option<&str>) -> Result<Request, RunErr
         profile: r.profile.clone(),
         warnings: Vec::new(),
         egress,
-        requested,
     })
 }
 
@@ -346,6 +342,7 @@ fn build_spec(
             max_file_bytes: r.max_file_bytes,
             max_open_files: r.max_open_files,
             tmp_size_bytes: r.tmp_size_bytes.unwrap_or(64 << 20),
+            builtin: BuiltinLimits::default(),
         },
         protections: protections(&r.platform, cgroup),
         identity: HostIdentity::for_caller(std::process::id()),
@@ -388,8 +385,8 @@ pub fn dry_run(id: &str, req: &Request) -> Value {
         "policy": spec,
         "checks": checks,
         "best_effort_limits": {
-            "memory": !req.requested.memory && spec.limits.memory_bytes.is_some(),
-            "max_pids": !req.requested.pids && spec.limits.max_pids.is_some(),
+            "memory": spec.limits.builtin.memory,
+            "max_pids": spec.limits.builtin.pids,
         },
     })
 }

@@ -49,16 +49,15 @@ pub fn main(args: RunArgs) -> i32 {
     status
 }
 
-/// Run the engine; when no cgroup is usable, retry once without the built-in limits.
+/// Run the engine; the built-in limits it had to leave out are noted in the request.
 fn run_engine(req: &mut Request, sink: &mut dyn OutputSink) -> Result<Outcome, JailError> {
     let mut sink = EgressSink { inner: sink, egress: req.egress.clone() };
-    match airlock_jail::run(&req.spec, &mut sink) {
-        Err(JailError::Cgroup(e)) if req.drop_default_cgroup_limits() => {
-            tracing::info!("{e}: running without the built-in cgroup limits");
-            airlock_jail::run(&req.spec, &mut sink)
-        }
-        other => other,
+    let outcome = airlock_jail::run(&req.spec, &mut sink)?;
+    if !outcome.applied.left_out.is_empty() {
+        tracing::info!("no usable cgroup: running without the built-in cgroup limits");
+        req.note_left_out(outcome.applied.left_out);
     }
+    Ok(outcome)
 }
 
 /// What the run's egress proxy refused.

@@ -55,13 +55,15 @@ pub enum Stage {
     CgroupJoin = 21,
     /// Making the loopback listener handed to the caller ([`crate::NetworkMode::Proxied`]).
     Listener = 22,
+    /// Entering the sandbox's own network namespace.
+    NetworkNamespace = 23,
 }
 
 impl Stage {
     /// Decode a stage number received over the control pipe.
     pub fn from_u32(n: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 22] = [
+        const ALL: [Stage; 23] = [
             Sync,
             MountPrivate,
             RootFs,
@@ -84,6 +86,7 @@ impl Stage {
             CgroupNamespace,
             CgroupJoin,
             Listener,
+            NetworkNamespace,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -113,6 +116,7 @@ impl Stage {
             Stage::CgroupNamespace => "cgroup_namespace",
             Stage::CgroupJoin => "cgroup_join",
             Stage::Listener => "listener",
+            Stage::NetworkNamespace => "network_namespace",
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The sandbox side of a run: the process created by `clone` in the new namespaces.
 //!
-//! It is PID 1 of the sandbox's pid namespace ("init"). It waits until the supervisor has written
-//! its id maps, builds the filesystem, joins its cgroup, drops every privilege, installs landlock
-//! and seccomp, then forks the payload and reaps processes until the payload exits. When init exits
+//! It is PID 1 of the sandbox's pid namespace ("init"). It makes its network namespace, waits until
+//! the supervisor has written its id maps, builds the filesystem, joins its cgroup, drops every
+//! privilege, installs landlock and seccomp, then forks the payload and reaps processes until the
+//! payload exits. When init exits
 //! the kernel kills everything left in the namespace, `setsid` daemons included.
 //!
 //! Single-threaded throughout. Failures are reported to the supervisor as [`ChildMessage`]s.
@@ -79,6 +80,13 @@ pub fn run(plan: &InitPlan, fds: InitFds) -> ! {
 fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     // Die with the supervisor (bubblewrap's --die-with-parent), then wait for the id maps.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
+    // The network namespace is made here rather than by `clone`, which would make the
+    // supervisor wait for it: now it writes the id maps and makes the cgroup meanwhile. Owning
+    // the namespace needs no id map, only the capabilities init has in its user namespace.
+    if plan.spec.network.is_private() {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(at(Stage::NetworkNamespace))?;
+        sys::loopback_up().map_err(at(Stage::Loopback))?;
+    }
     wait_for_supervisor(fds)?;
     become_sandbox_user(plan.root_mode)?;
     // The kernel clears the parent-death signal when the uid changes: set it again. A supervisor
@@ -88,9 +96,6 @@ fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     // second go, after which every process of the sandbox is born inside it.
     rootfs::build(plan.spec)?;
     nix::unistd::sethostname(&plan.spec.hostname).map_err(at(Stage::Hostname))?;
-    if plan.spec.network.is_private() {
-        sys::loopback_up().map_err(at(Stage::Loopback))?;
-    }
     if let NetworkMode::Proxied { port } = plan.spec.network {
         send_listener(port, fds)?;
     }

@@ -27,8 +27,8 @@ pub use error::{JailError, Stage};
 pub use exec_plan::DEFAULT_PATH;
 pub use outcome::{Applied, Outcome, Status, Usage};
 pub use spec::{
-    BindMount, CgroupPreference, HostIdentity, LandlockMode, Limits, NetworkMode, Protections, SandboxSpec,
-    Stdin, Workspace, SANDBOX_UID,
+    BindMount, BuiltinLimits, CgroupPreference, HostIdentity, LandlockMode, Limits, NetworkMode, Protections,
+    SandboxSpec, Stdin, Workspace, SANDBOX_UID,
 };
 pub use supervisor::{run, run_attached, Collector, OutputSink, Stream};
 pub use sys::{recv_with_fds, MAX_PASSED_FDS};

@@ -83,6 +83,10 @@ pub struct Applied {
     pub cgroup: Option<crate::cgroup::CgroupVersion>,
     /// The host uid the sandbox user mapped to.
     pub host_uid: u32,
+    /// Built-in limits left out because this caller could make no cgroup
+    /// ([`crate::Limits::builtin`]).
+    #[serde(skip_serializing_if = "crate::spec::BuiltinLimits::is_empty")]
+    pub left_out: crate::spec::BuiltinLimits,
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -117,6 +117,29 @@ pub struct Limits {
     pub max_open_files: Option<u64>,
     /// Size of the sandbox's `/tmp` tmpfs in bytes.
     pub tmp_size_bytes: u64,
+    /// Which of the limits above are the front door's own defaults rather than the caller's
+    /// request.
+    #[serde(default)]
+    pub builtin: BuiltinLimits,
+}
+
+/// Cgroup limits that a front door sets by default, not because the caller asked for them.
+/// When the caller can make no cgroup (a rootless caller without a delegated v2 subtree), the
+/// engine runs without these and says so in [`crate::Applied::left_out`]; a limit the caller
+/// asked for always fails closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuiltinLimits {
+    /// `memory_bytes` is a default.
+    pub memory: bool,
+    /// `max_pids` is a default.
+    pub pids: bool,
+}
+
+impl BuiltinLimits {
+    /// Whether neither limit is marked.
+    pub fn is_empty(&self) -> bool {
+        !self.memory && !self.pids
+    }
 }
 
 impl Limits {
@@ -126,6 +149,17 @@ impl Limits {
             || self.max_pids.is_some()
             || self.cpu_millis.is_some()
             || self.cpu_shares.is_some()
+    }
+
+    /// These limits without the built-in ones that are set, and which those were.
+    pub fn without_builtin(&self) -> (Limits, BuiltinLimits) {
+        let mut reduced = self.clone();
+        let left_out = BuiltinLimits {
+            memory: self.builtin.memory && reduced.memory_bytes.take().is_some(),
+            pids: self.builtin.pids && reduced.max_pids.take().is_some(),
+        };
+        reduced.builtin = BuiltinLimits::default();
+        (reduced, left_out)
     }
 }
 
@@ -222,5 +256,28 @@ mod opt_millis {
             Some(d) => s.serialize_some(&(d.as_millis() as u64)),
             None => s.serialize_none(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_builtin_limits_that_are_set_are_left_out() {
+        let limits = Limits {
+            memory_bytes: Some(1 << 28),
+            max_pids: Some(64),
+            builtin: BuiltinLimits { memory: true, pids: false },
+            ..Limits::default()
+        };
+        let (reduced, left_out) = limits.without_builtin();
+        assert_eq!(left_out, BuiltinLimits { memory: true, pids: false });
+        assert_eq!(reduced.memory_bytes, None);
+        assert_eq!(reduced.max_pids, Some(64), "a requested limit stays");
+        assert!(reduced.builtin.is_empty());
+
+        let unset = Limits { builtin: BuiltinLimits { memory: true, pids: true }, ..Limits::default() };
+        assert!(unset.without_builtin().1.is_empty(), "nothing set, nothing left out");
     }
 }

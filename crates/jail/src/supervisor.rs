@@ -1,7 +1,8 @@
 //! The supervisor side of a run: the caller's process. It clones the sandbox init, writes its id
-//! maps, makes its cgroup while init builds its root, releases it, then drains its output, enforces the wall-clock
-//! limit and collects the outcome. Nothing of the run outlives [`run`]: the pid namespace dies
-//! with its init and the cgroup is removed.
+//! maps, decides where the cgroup goes and makes it while init builds its network namespace and
+//! its root, releases it, then drains its output, enforces the wall-clock limit and collects the
+//! outcome. Nothing of the run outlives [`run`]: the pid namespace dies with its init and the
+//! cgroup is removed.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use crate::error::JailError;
 use crate::exec_plan::ExecPlan;
 use crate::init::{InitFds, InitPlan};
 use crate::outcome::{Applied, Outcome, Status, Usage};
-use crate::spec::{LandlockMode, NetworkMode, SandboxSpec, Stdin};
+use crate::spec::{BuiltinLimits, LandlockMode, NetworkMode, SandboxSpec, Stdin};
 use crate::sys::{self, CloneResult};
 use crate::{rlimits, seccomp, validate};
 
@@ -63,6 +64,8 @@ impl OutputSink for Collector {
     }
 }
 
+/// The namespaces `clone` makes. The network namespace is not among them: init makes it
+/// itself (see `init::setup`), while this side writes the id maps and makes the cgroup.
 const NAMESPACES: libc::c_int =
     libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
 
@@ -104,12 +107,6 @@ fn run_with_stdin(
     if spec.protections.landlock == LandlockMode::Required && landlock_abi == 0 {
         return Err(JailError::LandlockUnsupported);
     }
-    // Where the cgroup goes is settled first, so that a caller that may not create one learns
-    // it before any other work; the directories are made while the sandbox builds its root.
-    let placement = match spec.limits.needs_cgroup() {
-        true => Some(Placement::choose(spec.protections.cgroup, &spec.limits)?),
-        false => None,
-    };
     let plan = InitPlan {
         spec,
         exec: ExecPlan::new(spec)?,
@@ -120,8 +117,9 @@ fn run_with_stdin(
         rlimits: rlimits::wanted(&spec.limits),
     };
     let mut cgroup = None;
+    let mut left_out = BuiltinLimits::default();
     let result = Interrupts::catch().and_then(|interrupts| {
-        let started = Started { placement: placement.as_ref(), cgroup: &mut cgroup, attached };
+        let started = Started { cgroup: &mut cgroup, left_out: &mut left_out, attached };
         let result = start_and_supervise(spec, &plan, started, &interrupts, sink);
         interrupts.release();
         result
@@ -133,6 +131,7 @@ fn run_with_stdin(
     let mut outcome = result?;
     destroyed?;
     outcome.applied.cgroup = version;
+    outcome.applied.left_out = left_out;
     Ok(finish(outcome, spec, stats))
 }
 
@@ -211,12 +210,33 @@ struct Raw {
     truncated: bool,
 }
 
-/// What a run brings to its start besides the spec: where its cgroup goes and, once made, the
-/// cgroup itself, and an attached standard input.
+/// What a run brings to its start besides the spec: where its cgroup goes once made, which
+/// built-in limits it leaves out, and an attached standard input.
 struct Started<'a> {
-    placement: Option<&'a Placement>,
     cgroup: &'a mut Option<Cgroup>,
+    left_out: &'a mut BuiltinLimits,
     attached: Option<OwnedFd>,
+}
+
+/// Where the run's cgroup goes, if it needs one, and which built-in limits are left out because
+/// this caller can make no cgroup ([`crate::Limits::builtin`]).
+fn place(spec: &SandboxSpec) -> Result<(Option<Placement>, BuiltinLimits), JailError> {
+    let pref = spec.protections.cgroup;
+    if !spec.limits.needs_cgroup() {
+        return Ok((None, BuiltinLimits::default()));
+    }
+    let error = match Placement::choose(pref, &spec.limits) {
+        Ok(placement) => return Ok((Some(placement), BuiltinLimits::default())),
+        Err(e) => e,
+    };
+    let (reduced, left_out) = spec.limits.without_builtin();
+    if left_out.is_empty() {
+        return Err(error.into());
+    }
+    if !reduced.needs_cgroup() {
+        return Ok((None, left_out));
+    }
+    Ok((Some(Placement::choose(pref, &reduced)?), left_out))
 }
 
 fn start_and_supervise(
@@ -226,7 +246,7 @@ fn start_and_supervise(
     interrupts: &Interrupts,
     sink: &mut dyn OutputSink,
 ) -> Result<Outcome, JailError> {
-    let Started { placement, cgroup, attached } = started;
+    let Started { cgroup, left_out, attached } = started;
     let (sync, sync_child) = socketpair()?;
     let channel = pipe()?;
     let stdout = pipe()?;
@@ -239,12 +259,8 @@ fn start_and_supervise(
             (Some(p.read), Some(p.write))
         }
     };
-    let mut flags = NAMESPACES;
-    if spec.network.is_private() {
-        flags |= libc::CLONE_NEWNET;
-    }
     let start = Instant::now();
-    let pid = match sys::clone_into_namespaces(flags).map_err(JailError::UserNamespace)? {
+    let pid = match sys::clone_into_namespaces(NAMESPACES).map_err(JailError::UserNamespace)? {
         CloneResult::Child => {
             drop((sync, channel.read, stdout.read, stderr.read, stdin_writer));
             let fds = InitFds {
@@ -260,11 +276,13 @@ fn start_and_supervise(
     };
     drop((sync_child, channel.write, stdout.write, stderr.write, stdin));
     // Two go bytes: the first once the id maps exist; init then builds its filesystem while the
-    // cgroup is made here. The second comes once it can join: on v1 it carries the `tasks`
-    // files init writes itself into (see `Cgroup::self_join_files`); on v2 init has been moved
-    // already. The socket stays open for the whole run.
+    // cgroup's place is decided and the cgroup made here. The second comes once it can join: on
+    // v1 it carries the `tasks` files init writes itself into (see `Cgroup::self_join_files`);
+    // on v2 init has been moved already. The socket stays open for the whole run.
     let go = |join: &[OwnedFd]| sys::send_byte_with_fds(&sync, 1, join).map_err(sv("release sandbox"));
     let released = write_id_maps(pid, spec, plan.root_mode).and_then(|()| go(&[])).and_then(|()| {
+        let (placement, dropped) = place(spec)?;
+        *left_out = dropped;
         let Some(placement) = placement else { return go(&[]) };
         let cg = cgroup.insert(placement.create(&cgroup_name())?);
         let join = cg.self_join_files()?;
@@ -515,6 +533,7 @@ fn outcome_from(raw: Raw, spec: &SandboxSpec) -> Result<Outcome, JailError> {
             landlock_abi,
             cgroup: None,
             host_uid: spec.identity.uid,
+            left_out: BuiltinLimits::default(),
         },
     })
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use airlock_agent::protocol::{Event, Op};
 use airlock_jail::{
-    BindMount, HostIdentity, Limits, NetworkMode, Protections, SandboxSpec, Stdin, Workspace,
+    BindMount, BuiltinLimits, HostIdentity, Limits, NetworkMode, Protections, SandboxSpec, Stdin, Workspace,
 };
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -130,6 +130,7 @@ fn spec_for(record: &SandboxRecord, ctx: &LaunchContext<'_>) -> SandboxSpec {
             max_file_bytes: l.max_file_bytes,
             max_open_files: Some(l.max_open_files),
             tmp_size_bytes: l.tmp_size_bytes,
+            builtin: BuiltinLimits::default(),
         },
         protections: *ctx.protections,
         identity: HostIdentity::for_caller(record.slot),
