@@ -177,6 +177,29 @@ fn kernel_interfaces_are_masked() {
 }
 
 #[test]
+fn every_masked_proc_entry_is_empty() {
+    // The masked directories share one empty tmpfs: each one this kernel has must be covered,
+    // not only the first; the masked files read as /dev/null.
+    let dirs = ["sys", "acpi", "scsi", "firmware", "asound", "bus", "irq"];
+    let files = ["kcore", "timer_list", "keys", "sched_debug", "kallsyms"];
+    let script = format!(
+        "for d in {}; do [ -d /proc/$d ] && echo \"$d $(ls -A /proc/$d | wc -l)\"; done; \
+         for f in {}; do [ -e /proc/$f ] && echo \"$f $(cat /proc/$f 2>/dev/null | wc -c)\"; done; echo done",
+        dirs.join(" "),
+        files.join(" ")
+    );
+    let r = sh(&script);
+    let host: Vec<String> = dirs
+        .iter()
+        .chain(files.iter())
+        .filter(|name| std::path::Path::new("/proc").join(name).exists())
+        .map(|name| format!("{name} 0"))
+        .collect();
+    assert!(host.len() >= 3, "this kernel has too few of the masked entries to test: {host:?}");
+    assert_eq!(r.stdout(), format!("{}\ndone\n", host.join("\n")), "{}", r.payload_stderr());
+}
+
+#[test]
 fn python_node_and_bash_run_inside() {
     let r = sh("python3 -c 'print(6*7)' && node -e 'console.log(6*7)' && bash -c 'echo $((6*7))'");
     assert_eq!(r.stdout(), "42\n42\n42\n", "{}", r.payload_stderr());

@@ -9,7 +9,7 @@
 //! detached in one go, as runc does.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -189,10 +189,17 @@ fn bind_system_dirs(root: &Path) -> SetupResult {
             let target = fs::read_link(&src).map_err(io_at(Stage::RootFs))?;
             symlink(target, &dst).map_err(io_at(Stage::RootFs))?;
         } else if meta.is_dir() {
-            bind_path(&src, &dst, true, Stage::RootFs)?;
+            bind_dir(&src, &dst, Stage::RootFs)?;
         }
     }
     Ok(())
+}
+
+/// Bind the host directory `src` read-only onto `dst`, a new directory in an existing one of the
+/// staging root.
+fn bind_dir(src: &Path, dst: &Path, stage: Stage) -> SetupResult {
+    fs::create_dir(dst).map_err(io_at(stage))?;
+    bind_onto(src, dst, true, stage)
 }
 
 /// Bind `src` (a host path) onto `dst` (under the staging root), creating the mount point,
@@ -211,6 +218,11 @@ fn bind_path(src: &Path, dst: &Path, readonly: bool, stage: Stage) -> SetupResul
     } else if !dst.exists() {
         fs::File::create(dst).map_err(io_at(stage))?;
     }
+    bind_onto(src, dst, readonly, stage)
+}
+
+/// Bind `src` onto the existing mount point `dst` and make it read-only if asked.
+fn bind_onto(src: &Path, dst: &Path, readonly: bool, stage: Stage) -> SetupResult {
     mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(at(stage))?;
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
@@ -245,6 +257,7 @@ fn write_etc(root: &Path, spec: &SandboxSpec) -> SetupResult {
     for (name, contents) in generated_etc(spec) {
         write_readable(&etc.join(name), contents.as_bytes())?;
     }
+    let mut buf = vec![0u8; 64 * 1024];
     for name in ETC_FROM_HOST {
         let src = Path::new("/etc").join(name);
         let Ok(meta) = fs::symlink_metadata(&src) else { continue };
@@ -255,12 +268,31 @@ fn write_etc(root: &Path, spec: &SandboxSpec) -> SetupResult {
         } else if meta.is_file() {
             // A copy on the root tmpfs (sealed read-only below) costs less than a bind and its
             // read-only remount, and these files are small.
-            write_readable(&dst, &fs::read(&src).map_err(io_at(Stage::Etc))?)?;
-        } else {
-            bind_path(&src, &dst, true, Stage::Etc)?;
+            let len = read_small(&src, &mut buf).map_err(io_at(Stage::Etc))?;
+            write_readable(&dst, &buf[..len])?;
+        } else if meta.is_dir() {
+            bind_dir(&src, &dst, Stage::Etc)?;
         }
     }
     Ok(())
+}
+
+/// Read the file at `path` into `buf`, growing it when needed, and return its length. Plain reads
+/// into one buffer: `fs::read` would ask for the size first, a system call more per file.
+fn read_small(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut file = fs::File::open(path)?;
+    let mut len = 0;
+    loop {
+        if len == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match file.read(&mut buf[len..]) {
+            Ok(0) => return Ok(len),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Create `path` with mode 0644 holding `contents`. `build` has set the umask to 022, so the
@@ -314,24 +346,32 @@ fn mount_proc(root: &Path) -> SetupResult {
         None::<&str>,
     )
     .map_err(at(Stage::Proc))?;
+    // What this kernel does not have is skipped: the mount fails with ENOENT, which costs no
+    // more than looking first would.
+    let present = |result: nix::Result<()>| match result {
+        Err(Errno::ENOENT) => Ok(false),
+        other => other.map(|()| true).map_err(at(Stage::Proc)),
+    };
     for name in PROC_MASKED_FILES {
         let target = proc_dir.join(name);
-        if target.exists() {
-            mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(at(Stage::Proc))?;
-        }
+        present(mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>))?;
     }
+    // The directories are covered by one empty read-only tmpfs, bound onto each after the first.
+    let mut empty: Option<PathBuf> = None;
     for name in PROC_MASKED_DIRS {
         let target = proc_dir.join(name);
-        if target.is_dir() {
-            mount(
+        let covered = match &empty {
+            Some(first) => mount(Some(first), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>),
+            None => mount(
                 Some("tmpfs"),
                 &target,
                 Some("tmpfs"),
                 MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                 Some("size=0"),
-            )
-            .map_err(at(Stage::Proc))?;
+            ),
+        };
+        if present(covered)? && empty.is_none() {
+            empty = Some(target);
         }
     }
     Ok(())

@@ -124,11 +124,10 @@ fn run_with_stdin(
         interrupts.release();
         result
     });
-    let stats = cgroup.as_ref().map(Cgroup::stats);
     let version = cgroup.as_ref().map(Cgroup::version);
     // Destroyed whatever the result: a failed run must not leave its cgroup either.
     let destroyed = cgroup.map_or(Ok(()), Cgroup::destroy);
-    let mut outcome = result?;
+    let (mut outcome, stats) = result?;
     destroyed?;
     outcome.applied.cgroup = version;
     outcome.applied.left_out = left_out;
@@ -203,7 +202,6 @@ struct Raw {
     timed_out: bool,
     /// The signal that made the supervisor kill the sandbox.
     interrupted: Option<i32>,
-    wait: sys::WaitResult,
     wall: Duration,
     stdout_bytes: u64,
     stderr_bytes: u64,
@@ -245,7 +243,7 @@ fn start_and_supervise(
     started: Started,
     interrupts: &Interrupts,
     sink: &mut dyn OutputSink,
-) -> Result<Outcome, JailError> {
+) -> Result<(Outcome, Option<CgroupStats>), JailError> {
     let Started { cgroup, left_out, attached } = started;
     let (sync, sync_child) = socketpair()?;
     let channel = pipe()?;
@@ -302,17 +300,17 @@ fn start_and_supervise(
         // the channel names the stage and the cause, which the broken socket does not.
         return Err(setup_failure(&channel.read).unwrap_or(e));
     }
-    let raw = supervise(
-        spec,
-        pid,
-        start,
-        [channel.read, stdout.read, stderr.read],
-        stdin_writer,
-        interrupts,
-        sink,
-    )?;
+    let raw =
+        supervise(spec, pid, start, [channel.read, stdout.read, stderr.read], stdin_writer, interrupts, sink);
+    if raw.is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+    // Read while init is still tearing its namespaces down: once the payload and every
+    // process it started are gone, the peak and the limits hit are final.
+    let stats = cgroup.as_ref().map(Cgroup::stats);
+    let wait = sys::wait4(pid).map_err(sv("wait for sandbox"))?;
     drop(sync);
-    outcome_from(raw, spec)
+    Ok((outcome_from(raw?, &wait, spec)?, stats))
 }
 
 /// The listening socket init sends on the sync socket before it joins its cgroup; end of file
@@ -356,8 +354,8 @@ fn write_id_maps(pid: Pid, spec: &SandboxSpec, root_mode: bool) -> Result<(), Ja
     write("gid_map", format!("{inside} {} 1\n", spec.identity.gid))
 }
 
-/// Drain `[channel, stdout, stderr]` until the sandbox is gone, feeding stdin and enforcing the
-/// wall-clock limit and interrupts on the way.
+/// Drain `[channel, stdout, stderr]` until the sandbox has closed them all (init is exiting),
+/// feeding stdin and enforcing the wall-clock limit and interrupts on the way.
 fn supervise(
     spec: &SandboxSpec,
     pid: Pid,
@@ -458,12 +456,10 @@ fn supervise(
             stdin = None;
         }
     }
-    let wait = sys::wait4(pid).map_err(sv("wait for sandbox"))?;
     Ok(Raw {
         messages,
         timed_out,
         interrupted,
-        wait,
         wall: start.elapsed(),
         stdout_bytes: counts[0],
         stderr_bytes: counts[1],
@@ -482,8 +478,9 @@ fn tv(t: libc::timeval) -> Duration {
     Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
 }
 
-/// Turn what the loop saw into an outcome, or the setup error the sandbox reported.
-fn outcome_from(raw: Raw, spec: &SandboxSpec) -> Result<Outcome, JailError> {
+/// Turn what the loop saw and how init ended into an outcome, or the setup error the sandbox
+/// reported.
+fn outcome_from(raw: Raw, wait: &sys::WaitResult, spec: &SandboxSpec) -> Result<Outcome, JailError> {
     let mut payload_status = None;
     let mut landlock_abi = None;
     for msg in &raw.messages {
@@ -508,9 +505,9 @@ fn outcome_from(raw: Raw, spec: &SandboxSpec) -> Result<Outcome, JailError> {
         _ if raw.interrupted.is_some() => (None, raw.interrupted),
         _ if raw.timed_out => (None, Some(libc::SIGKILL)),
         // Init died without a report: it was killed from outside (e.g. the OOM killer picked it).
-        _ => (None, Some(libc::WTERMSIG(raw.wait.status).max(libc::SIGKILL))),
+        _ => (None, Some(libc::WTERMSIG(wait.status).max(libc::SIGKILL))),
     };
-    let ru = &raw.wait.rusage;
+    let ru = &wait.rusage;
     let usage = Usage {
         wall: raw.wall,
         user_cpu: tv(ru.ru_utime),
