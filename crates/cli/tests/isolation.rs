@@ -245,3 +245,21 @@ fn the_sandbox_init_cannot_be_inspected_or_hijacked() {
                 (echo x > /proc/1/mem) 2>/dev/null || echo mem-denied; kill -9 1; echo alive");
     assert_eq!(r.stdout(), "environ-denied\nmem-denied\nalive\n", "{}", r.payload_stderr());
 }
+
+#[test]
+fn descriptors_the_caller_leaks_do_not_reach_the_payload() {
+    // The shell opens a host file on fd 7 without close-on-exec and execs airlock with it; the
+    // payload must see only its own stdio (and the directory `ls` opens to list them).
+    let secret = std::env::temp_dir().join(format!("airlock-leak-{}", std::process::id()));
+    std::fs::write(&secret, "host file").unwrap();
+    let script = format!(
+        "exec 7<'{}'; exec '{}' run -- /bin/sh -c 'ls /proc/self/fd; cat <&7'",
+        secret.display(),
+        common::airlock_bin().display()
+    );
+    let out = std::process::Command::new("/bin/sh").args(["-c", &script]).output().unwrap();
+    std::fs::remove_file(&secret).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["stdout"], "0\n1\n2\n3\n", "{json}");
+    assert!(json["stderr"].as_str().unwrap().contains("7"), "reading fd 7 must fail: {json}");
+}

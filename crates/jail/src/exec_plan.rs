@@ -1,5 +1,5 @@
-//! Everything the payload's `execve` needs, converted to C strings before the fork so the
-//! child only walks prepared arrays.
+//! Everything the payload needs before its `execve`, converted to C strings before it is
+//! spawned, so that the child only walks prepared arrays and allocates nothing.
 
 use std::ffi::CString;
 
@@ -13,9 +13,14 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub struct ExecPlan {
     /// Paths to try in order (one when argv[0] has a slash, one per `PATH` entry otherwise).
     pub candidates: Vec<CString>,
+    /// The working directory inside the sandbox.
+    pub workdir: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
 }
+
+/// NULL-terminated `argv` and `envp` arrays for `execve`, borrowed from an [`ExecPlan`].
+pub type ExecPointers = (Vec<*const libc::c_char>, Vec<*const libc::c_char>);
 
 impl ExecPlan {
     /// Convert the spec's argv and env.
@@ -47,11 +52,13 @@ impl ExecPlan {
                 .filter_map(|dir| CString::new(format!("{}/{program}", dir.trim_end_matches('/'))).ok())
                 .collect()
         };
-        Ok(ExecPlan { candidates, argv, env })
+        let workdir =
+            CString::new(spec.workdir.as_os_str().as_encoded_bytes()).map_err(|_| nul("workdir"))?;
+        Ok(ExecPlan { candidates, workdir, argv, env })
     }
 
     /// NULL-terminated pointer arrays for `execve`; valid while `self` lives.
-    pub fn pointers(&self) -> (Vec<*const libc::c_char>, Vec<*const libc::c_char>) {
+    pub fn pointers(&self) -> ExecPointers {
         let argv = self.argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
         let env = self.env.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
         (argv, env)

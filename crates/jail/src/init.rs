@@ -16,10 +16,10 @@ use nix::unistd::{Gid, Pid, Uid};
 
 use crate::channel::ChildMessage;
 use crate::error::Stage;
-use crate::exec_plan::ExecPlan;
+use crate::exec_plan::{ExecPlan, ExecPointers};
 use crate::seccomp::SeccompProgram;
 use crate::spec::{LandlockMode, NetworkMode, SandboxSpec, SANDBOX_UID};
-use crate::sys::{self, CloneResult};
+use crate::sys;
 use crate::{landlock_rules, rlimits, rootfs};
 
 /// What init needs, prepared by the supervisor before `clone`.
@@ -110,11 +110,19 @@ fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     if let Some(filter) = &plan.seccomp {
         crate::seccomp::install(filter).map_err(at(Stage::Seccomp))?;
     }
-    match sys::fork_payload().map_err(at(Stage::Fork))? {
-        CloneResult::Parent(pid) => Ok(pid),
-        CloneResult::Child => exec_payload(plan, fds),
-    }
+    // What init inherited from the caller must not reach the payload; init's own descriptors
+    // are close-on-exec already, and the payload's stdio is dup'ed over 0 to 2.
+    sys::set_cloexec_from(3).map_err(at(Stage::Stdio))?;
+    // Everything the child reads is prepared here: it runs on init's memory and must not
+    // allocate (see `sys::spawn_payload`).
+    let pointers = plan.exec.pointers();
+    let mut stack = vec![0u8; PAYLOAD_STACK_BYTES];
+    sys::spawn_payload(&mut stack, &mut || exec_payload(plan, fds, &pointers)).map_err(at(Stage::Fork))
 }
+
+/// Stack of the spawned payload until its `execve`: what `exec_payload` needs, with room to
+/// spare. The pages it never touches are never backed.
+const PAYLOAD_STACK_BYTES: usize = 256 * 1024;
 
 /// One go byte from the supervisor; EOF means it is gone.
 fn wait_for_supervisor(fds: &InitFds) -> Step {
@@ -198,8 +206,9 @@ fn apply_landlock(plan: &InitPlan, fds: &InitFds) -> Step {
     Ok(())
 }
 
-/// In the forked payload: wire stdio, close everything else, apply rlimits, exec.
-fn exec_payload(plan: &InitPlan, fds: &InitFds) -> ! {
+/// In the spawned payload, on init's memory: wire stdio, apply rlimits, exec. Only system calls
+/// on prepared data: nothing here allocates.
+fn exec_payload(plan: &InitPlan, fds: &InitFds, pointers: &ExecPointers) -> ! {
     let report = |stage: Stage, errno: Errno| -> ! {
         let _ = ChildMessage::SetupFailed { stage, errno: errno as i32 }.send(&fds.channel);
         sys::exit_now(126)
@@ -212,7 +221,8 @@ fn exec_payload(plan: &InitPlan, fds: &InitFds) -> ! {
     let stdin_fd = match &fds.stdin {
         Some(fd) => fd.as_raw_fd(),
         None => {
-            match nix::fcntl::open("/dev/null", nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty()) {
+            let flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+            match nix::fcntl::open(c"/dev/null", flags, nix::sys::stat::Mode::empty()) {
                 Ok(fd) => {
                     null = fd;
                     null
@@ -226,19 +236,16 @@ fn exec_payload(plan: &InitPlan, fds: &InitFds) -> ! {
             report(Stage::Stdio, e);
         }
     }
-    if let Err(e) = sys::close_fds_from(3, fds.channel.as_raw_fd()) {
-        report(Stage::Stdio, e);
-    }
     if let Err(e) = rlimits::apply(&plan.rlimits) {
         report(Stage::Rlimits, e);
     }
-    if let Err(e) = std::env::set_current_dir(&plan.spec.workdir) {
-        report(Stage::Workdir, Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+    if let Err(e) = nix::unistd::chdir(plan.exec.workdir.as_c_str()) {
+        report(Stage::Workdir, e);
     }
-    let (argv, envp) = plan.exec.pointers();
+    let (argv, envp) = pointers;
     let mut errno = Errno::ENOENT;
     for path in &plan.exec.candidates {
-        match sys::execve(path, &argv, &envp) {
+        match sys::execve(path, argv, envp) {
             Errno::ENOENT | Errno::ENOTDIR => {}
             Errno::EACCES => errno = Errno::EACCES,
             other => {

@@ -42,13 +42,27 @@ pub fn clone_into_namespaces(flags: libc::c_int) -> Result<CloneResult, Errno> {
     }
 }
 
-/// `fork(2)` in the sandbox init, which is single-threaded.
-pub fn fork_payload() -> Result<CloneResult, Errno> {
-    // SAFETY: the sandbox init is a single-threaded process (it was created by clone without
-    // CLONE_THREAD and never starts threads), so the child may run arbitrary code.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Parent { child } => Ok(CloneResult::Parent(child)),
-        nix::unistd::ForkResult::Child => Ok(CloneResult::Child),
+/// Start the payload as `posix_spawn` does: `clone(CLONE_VM | CLONE_VFORK)` with `child`
+/// running on `stack`. Init's address space is not copied (no page tables to duplicate, no
+/// copy-on-write faults before `execve`), and init sleeps until the child has called `execve`
+/// or exited, so the two never run at the same time.
+///
+/// `child` shares init's memory: it may only make system calls on data prepared before this
+/// call, must not allocate, and ends with `execve` or `_exit` (see `init::exec_payload`).
+pub fn spawn_payload(stack: &mut [u8], child: &mut dyn FnMut() -> isize) -> Result<Pid, Errno> {
+    use nix::sched::CloneFlags;
+    // SAFETY: the child runs on its own stack, which outlives it: CLONE_VFORK makes this call
+    // return only once the child has exec'd or exited. It has its own file table, signal
+    // handlers and credentials (no CLONE_FILES, CLONE_SIGHAND or CLONE_THREAD), so what it
+    // changes there stays its own; the memory it shares is only read, and init is
+    // single-threaded and suspended, so nothing changes it meanwhile.
+    unsafe {
+        nix::sched::clone(
+            Box::new(child),
+            stack,
+            CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
+            Some(libc::SIGCHLD),
+        )
     }
 }
 
@@ -140,32 +154,33 @@ pub fn clear_caps() -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
-/// Close every fd from `first` up, except `keep` (`close_range(2)`, Linux 5.9+, with a fallback
-/// that walks `/proc/self/fd` on older kernels).
-pub fn close_fds_from(first: RawFd, keep: RawFd) -> Result<(), Errno> {
-    let ranges = [(first, keep - 1), (keep + 1, RawFd::MAX)];
-    for (lo, hi) in ranges {
-        if lo > hi {
-            continue;
-        }
-        // SAFETY: close_range only takes integers; the fds it closes are not used afterwards by
-        // this process, which is about to execve.
-        let ret = unsafe { libc::syscall(libc::SYS_close_range, lo as libc::c_uint, hi as libc::c_uint, 0) };
-        if ret == -1 {
-            return close_fds_slow(first, keep);
-        }
+/// Mark every fd from `first` up close-on-exec, so that an `execve` closes whatever this process
+/// inherited (`close_range(2)` with `CLOSE_RANGE_CLOEXEC`, Linux 5.11+, with a fallback that
+/// walks `/proc/self/fd` on older kernels).
+pub fn set_cloexec_from(first: RawFd) -> Result<(), Errno> {
+    // SAFETY: close_range only takes integers; with CLOSE_RANGE_CLOEXEC it closes nothing.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if ret == 0 {
+        return Ok(());
     }
-    Ok(())
-}
-
-fn close_fds_slow(first: RawFd, keep: RawFd) -> Result<(), Errno> {
     let fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .map_err(|_| Errno::EBADF)?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|fd| *fd >= first && *fd != keep)
+        .filter(|fd| *fd >= first)
         .collect();
     for fd in fds {
-        let _ = nix::unistd::close(fd);
+        // The directory's own descriptor is gone by now: EBADF is expected once.
+        match nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)) {
+            Ok(_) | Err(Errno::EBADF) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
