@@ -22,8 +22,8 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 use crate::error::Stage;
 use crate::spec::{NetworkMode, SandboxSpec, Workspace, SANDBOX_UID};
 
-/// Host directories bound read-only (or recreated as symlinks when they are symlinks).
-const SYSTEM_DIRS: &[&str] = &["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+/// Host directories under `/` bound read-only (or recreated as symlinks when they are symlinks).
+const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
 /// Host `/etc` entries the dynamic loader, TLS and common runtimes need; everything else in the
 /// sandbox's `/etc` is generated.
@@ -181,18 +181,30 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
 }
 
 fn bind_system_dirs(root: &Path) -> SetupResult {
-    for dir in SYSTEM_DIRS {
-        let src = PathBuf::from(dir);
-        let Ok(meta) = fs::symlink_metadata(&src) else { continue };
-        let dst = inside(root, Path::new(dir));
-        if meta.file_type().is_symlink() {
+    for (src, kind) in host_entries(Path::new("/"), SYSTEM_DIRS).map_err(io_at(Stage::RootFs))? {
+        let dst = inside(root, &src);
+        if kind.is_symlink() {
             let target = fs::read_link(&src).map_err(io_at(Stage::RootFs))?;
             symlink(target, &dst).map_err(io_at(Stage::RootFs))?;
-        } else if meta.is_dir() {
+        } else if kind.is_dir() {
             bind_dir(&src, &dst, Stage::RootFs)?;
         }
     }
     Ok(())
+}
+
+/// The paths of the entries of the host directory `dir` named in `wanted`, with their types
+/// (symbolic links not followed). One directory read tells every type, where a lookup per
+/// wanted name would cost a system call each, present or not.
+fn host_entries(dir: &Path, wanted: &[&str]) -> std::io::Result<Vec<(PathBuf, fs::FileType)>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name().to_str().is_some_and(|name| wanted.contains(&name)) {
+            found.push((entry.path(), entry.file_type()?));
+        }
+    }
+    Ok(found)
 }
 
 /// Bind the host directory `src` read-only onto `dst`, a new directory in an existing one of the
@@ -225,12 +237,31 @@ fn bind_path(src: &Path, dst: &Path, readonly: bool, stage: Stage) -> SetupResul
 fn bind_onto(src: &Path, dst: &Path, readonly: bool, stage: Stage) -> SetupResult {
     mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(at(stage))?;
+    restrict_bind(dst, readonly).map_err(at(stage))
+}
+
+/// Make the bind at `dst` nosuid, nodev and, if asked, read-only. `mount_setattr(2)` does it in
+/// one call and leaves the mount's other flags alone; kernels before 5.12 get a remount that
+/// repeats the flags the kernel locks.
+fn restrict_bind(dst: &Path, readonly: bool) -> Result<(), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dst.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    match crate::sys::restrict_mount(&path, readonly) {
+        Err(Errno::ENOSYS) => remount_keeping_locked(dst, readonly),
+        other => other,
+    }
+}
+
+/// [`restrict_bind`] by `MS_REMOUNT`, which resets every flag it is not given: the ones the
+/// kernel locks on a mount from a more privileged namespace (read-only, noexec, atime) are read
+/// back first, or the remount would be refused.
+fn remount_keeping_locked(dst: &Path, readonly: bool) -> Result<(), Errno> {
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     if readonly {
         flags |= MsFlags::MS_RDONLY;
     }
-    flags |= locked_flags(dst).map_err(at(stage))?;
-    mount(None::<&str>, dst, None::<&str>, flags, None::<&str>).map_err(at(stage))
+    flags |= locked_flags(dst)?;
+    mount(None::<&str>, dst, None::<&str>, flags, None::<&str>)
 }
 
 fn locked_flags(path: &Path) -> Result<MsFlags, Errno> {
@@ -258,19 +289,17 @@ fn write_etc(root: &Path, spec: &SandboxSpec) -> SetupResult {
         write_readable(&etc.join(name), contents.as_bytes())?;
     }
     let mut buf = vec![0u8; 64 * 1024];
-    for name in ETC_FROM_HOST {
-        let src = Path::new("/etc").join(name);
-        let Ok(meta) = fs::symlink_metadata(&src) else { continue };
-        let dst = etc.join(name);
-        if meta.file_type().is_symlink() {
+    for (src, kind) in host_entries(Path::new("/etc"), ETC_FROM_HOST).map_err(io_at(Stage::Etc))? {
+        let dst = inside(root, &src);
+        if kind.is_symlink() {
             let target = fs::read_link(&src).map_err(io_at(Stage::Etc))?;
             symlink(target, &dst).map_err(io_at(Stage::Etc))?;
-        } else if meta.is_file() {
+        } else if kind.is_file() {
             // A copy on the root tmpfs (sealed read-only below) costs less than a bind and its
             // read-only remount, and these files are small.
             let len = read_small(&src, &mut buf).map_err(io_at(Stage::Etc))?;
             write_readable(&dst, &buf[..len])?;
-        } else if meta.is_dir() {
+        } else if kind.is_dir() {
             bind_dir(&src, &dst, Stage::Etc)?;
         }
     }
@@ -421,4 +450,46 @@ fn mount_tmpfs(parent: &Path, name: &str, mode: &str, size: u64, stage: Stage) -
         Some(format!("{mode},size={size}").as_str()),
     )
     .map_err(at(stage))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both ways of restricting a bind (`mount_setattr`, and the remount older kernels get)
+    /// leave it read-only, nosuid and nodev. Needs root: it binds in a mount namespace of its
+    /// own thread.
+    #[test]
+    fn root_both_ways_of_restricting_a_bind_seal_it() {
+        let base = std::env::temp_dir().join(format!("airlock-restrict-{}", std::process::id()));
+        fs::create_dir_all(base.join("src")).unwrap();
+        let sealed = std::thread::spawn({
+            let base = base.clone();
+            move || {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+                    .unwrap();
+                type Restrict = fn(&Path, bool) -> Result<(), Errno>;
+                let ways: [(&str, Restrict); 2] =
+                    [("mount_setattr", restrict_bind), ("remount", remount_keeping_locked)];
+                ways.map(|(name, restrict)| {
+                    let dst = base.join(name);
+                    fs::create_dir(&dst).unwrap();
+                    mount(Some(&base.join("src")), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                        .unwrap();
+                    restrict(&dst, true).unwrap();
+                    let flags = statvfs(&dst).unwrap().flags();
+                    let write = fs::write(dst.join("f"), "x").map_err(|e| e.raw_os_error());
+                    (name, flags.contains(FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NODEV), write)
+                })
+            }
+        })
+        .join()
+        .unwrap();
+        fs::remove_dir_all(&base).unwrap();
+        for (name, flags_set, write) in sealed {
+            assert!(flags_set, "{name}: not read-only, nosuid and nodev");
+            assert_eq!(write, Err(Some(libc::EROFS)), "{name}: a write went through");
+        }
+    }
 }
