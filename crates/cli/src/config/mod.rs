@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 
 mod bind;
+mod builtin;
 mod error;
 pub mod executor;
 mod limits;
@@ -48,9 +49,6 @@ pub use server::{LogFormat, ServerSettings};
 /// Largest configuration file read, so that `--config /dev/zero` fails instead of filling
 /// memory.
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
-
-/// What parse errors of the embedded defaults name as their file.
-const BUILTIN_NAME: &str = "<built-in defaults>";
 
 /// The built-in configuration: a commented TOML document with every default of Airlock.
 /// It is the bottom layer of [`Config::resolve`] and what `--create-config FILE` writes.
@@ -108,13 +106,10 @@ impl Config {
         Ok(config)
     }
 
-    /// The built-in defaults ([`embedded_default`]), parsed once.
+    /// The built-in defaults: what [`embedded_default`] says, built once.
     pub fn builtin() -> &'static Config {
         static BUILTIN: OnceLock<Config> = OnceLock::new();
-        BUILTIN.get_or_init(|| {
-            Config::from_toml(embedded_default(), Path::new(BUILTIN_NAME))
-                .unwrap_or_else(|e| panic!("the built-in configuration is invalid: {e}"))
-        })
+        BUILTIN.get_or_init(builtin::config)
     }
 }
 

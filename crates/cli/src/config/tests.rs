@@ -54,6 +54,12 @@ fn embedded_default_parses_and_resolves_to_the_builtin_values() {
 }
 
 #[test]
+fn built_in_defaults_are_what_the_embedded_file_says() {
+    let parsed = Config::from_toml(embedded_default(), Path::new("<built-in defaults>")).unwrap();
+    assert_eq!(Config::builtin(), &parsed);
+}
+
+#[test]
 fn embedded_default_commented_examples_are_valid() {
     // Uncommenting every example line must give a valid file too.
     let uncommented: String = embedded_default()
