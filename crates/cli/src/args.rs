@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// Airlock: run untrusted code in a Linux sandbox that nothing escapes.
 #[derive(Debug, Parser)]
@@ -20,23 +20,75 @@ pub enum Command {
     /// Run one command in a fresh sandbox and report what happened (capsule-run compatible).
     Run(Box<RunArgs>),
     /// Check what this host offers the sandbox and how to fix what is missing.
-    Doctor(DoctorArgs),
+    Doctor(Deferred<DoctorArgs>),
     /// Serve the REST API: long-lived sandboxes, commands, pools (settings in `[server]`).
-    Serve(ServeArgs),
+    Serve(Deferred<ServeArgs>),
     /// Manage the server's API keys (in its data directory; the server need not run).
-    Keys(KeysArgs),
+    Keys(Deferred<KeysArgs>),
     /// Run code on a running `airlock serve` and stream its output: once in a fresh sandbox, or
     /// in a context of a sandbox, which keeps its state between runs.
-    Exec(Box<ExecArgs>),
+    Exec(Box<Deferred<ExecArgs>>),
     /// Internal: start a long-lived sandbox from a spec file, its agent driven over stdin.
     #[command(hide = true)]
-    Launch(LaunchArgs),
+    Launch(Deferred<LaunchArgs>),
     /// Internal: the agent inside a long-lived sandbox.
     #[command(hide = true)]
     Agent,
     /// Internal: run one command for the agent and end everything it started.
     #[command(name = "agent-run", hide = true)]
-    AgentRun(AgentRunArgs),
+    AgentRun(Deferred<AgentRunArgs>),
+}
+
+/// The arguments of a subcommand, defined only when that subcommand is used: a start of
+/// `airlock run` then does not build the flags of every other subcommand.
+#[derive(Debug)]
+pub struct Deferred<T>(pub T);
+
+impl<T: FromArgMatches> FromArgMatches for Deferred<T> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(matches).map(Deferred)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+}
+
+impl<T: Args> Args for Deferred<T> {
+    fn group_id() -> Option<clap::Id> {
+        T::group_id()
+    }
+
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        cmd.defer(augment_keeping_about::<T>)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        cmd.defer(augment_for_update_keeping_about::<T>)
+    }
+}
+
+fn augment_keeping_about<T: Args>(cmd: clap::Command) -> clap::Command {
+    keeping_about(cmd, T::augment_args)
+}
+
+fn augment_for_update_keeping_about<T: Args>(cmd: clap::Command) -> clap::Command {
+    keeping_about(cmd, T::augment_args_for_update)
+}
+
+/// Apply `augment` and keep the subcommand's own description: the arguments' struct has one
+/// too, which would replace it now that it is applied last.
+fn keeping_about(cmd: clap::Command, augment: fn(clap::Command) -> clap::Command) -> clap::Command {
+    let about = cmd.get_about().cloned();
+    let long_about = cmd.get_long_about().cloned();
+    let mut cmd = augment(cmd);
+    if let Some(about) = about {
+        cmd = cmd.about(about);
+    }
+    if let Some(long_about) = long_about {
+        cmd = cmd.long_about(long_about);
+    }
+    cmd
 }
 
 /// How the result is printed.
@@ -281,4 +333,30 @@ pub struct AgentRunArgs {
     /// The command.
     #[arg(last = true, required = true)]
     pub argv: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_grammar_is_consistent_with_every_subcommand_built() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn deferred_subcommands_parse_and_keep_their_description() {
+        let cli = Cli::try_parse_from(["airlock", "keys", "list"]).unwrap();
+        assert!(matches!(cli.command, Command::Keys(_)), "{cli:?}");
+        let mut command = Cli::command();
+        command.build();
+        let serve = command.find_subcommand("serve").unwrap();
+        assert_eq!(
+            serve.get_about().map(ToString::to_string).as_deref(),
+            Some("Serve the REST API: long-lived sandboxes, commands, pools (settings in `[server]`)")
+        );
+        assert!(serve.get_arguments().any(|a| a.get_id() == "port"), "serve's flags are defined once built");
+    }
 }

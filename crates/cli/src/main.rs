@@ -17,19 +17,19 @@ mod serve;
 
 use clap::Parser;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, Deferred};
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Run(args) => run_cmd::main(*args),
-        Command::Doctor(args) => doctor::main(&args),
-        Command::Serve(args) => serve::main(&args),
-        Command::Keys(args) => serve::keys(&args),
-        Command::Exec(args) => exec::main(*args),
-        Command::Launch(args) => launch::main(&args),
+        Command::Doctor(args) => doctor::main(&args.0),
+        Command::Serve(args) => serve::main(&args.0),
+        Command::Keys(args) => serve::keys(&args.0),
+        Command::Exec(args) => exec::main(args.0),
+        Command::Launch(args) => launch::main(&args.0),
         Command::Agent => launch::agent(),
-        Command::AgentRun(args) => airlock_agent::runner::main(
+        Command::AgentRun(Deferred(args)) => airlock_agent::runner::main(
             &args.argv,
             &airlock_agent::runner::RunnerOptions {
                 cwd: args.cwd,
