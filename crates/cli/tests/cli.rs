@@ -290,3 +290,18 @@ fn metrics_count_the_whole_trees_cpu_and_memory() {
     assert!(m["cpu_time_ms"].as_u64().unwrap() >= 20, "{m}");
     assert!(m["max_memory_bytes"].as_u64().unwrap() >= 40 << 20, "{m}");
 }
+
+#[test]
+fn the_payload_runs_on_the_callers_cpus() {
+    // Init builds the sandbox on other CPUs than the supervisor's; the payload gets them all.
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    let allowed = |status: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with("Cpus_allowed_list:"))
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_owned())
+    };
+    let r = run(&[], &["/bin/cat", "/proc/self/status"]);
+    assert_eq!(r.outcome(), "ok", "{}", r.json);
+    assert_eq!(allowed(r.stdout()), allowed(&own), "{}", r.stdout());
+}

@@ -57,13 +57,15 @@ pub enum Stage {
     Listener = 22,
     /// Entering the sandbox's own network namespace.
     NetworkNamespace = 23,
+    /// Giving init the caller's CPUs back before the payload starts.
+    CpuAffinity = 24,
 }
 
 impl Stage {
     /// Decode a stage number received over the control pipe.
     pub fn from_u32(n: u32) -> Option<Stage> {
         use Stage::*;
-        const ALL: [Stage; 23] = [
+        const ALL: [Stage; 24] = [
             Sync,
             MountPrivate,
             RootFs,
@@ -87,6 +89,7 @@ impl Stage {
             CgroupJoin,
             Listener,
             NetworkNamespace,
+            CpuAffinity,
         ];
         ALL.into_iter().find(|s| *s as u32 == n)
     }
@@ -117,6 +120,7 @@ impl Stage {
             Stage::CgroupJoin => "cgroup_join",
             Stage::Listener => "listener",
             Stage::NetworkNamespace => "network_namespace",
+            Stage::CpuAffinity => "cpu_affinity",
         }
     }
 }

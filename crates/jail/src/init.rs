@@ -38,6 +38,30 @@ pub struct InitPlan<'a> {
     pub landlock_abi: u32,
     /// rlimits for the payload.
     pub rlimits: Vec<(nix::sys::resource::Resource, u64)>,
+    /// Where init runs while it builds the sandbox, when the caller may use several CPUs.
+    pub cpus: Option<CpuSpread>,
+}
+
+/// Init's CPUs while it builds the sandbox: every CPU the caller may use but the one the
+/// supervisor is on, so that the two work in parallel (the supervisor makes the cgroup
+/// meanwhile) instead of taking turns where a child starts beside its parent. `all` is given
+/// back once the cgroup is joined, so the payload gets the caller's CPUs.
+pub struct CpuSpread {
+    /// Init's CPUs until the cgroup is joined.
+    pub elsewhere: nix::sched::CpuSet,
+    /// The caller's CPUs.
+    pub all: nix::sched::CpuSet,
+}
+
+impl CpuSpread {
+    /// The spread for a caller that may run on `allowed` and runs on `current`; `None` when
+    /// no other CPU is allowed.
+    pub fn new(allowed: nix::sched::CpuSet, current: usize) -> Option<CpuSpread> {
+        let mut elsewhere = allowed;
+        elsewhere.unset(current).ok()?;
+        let any = (0..nix::sched::CpuSet::count()).any(|cpu| elsewhere.is_set(cpu).unwrap_or(false));
+        any.then_some(CpuSpread { elsewhere, all: allowed })
+    }
 }
 
 /// The sandbox ends of the supervisor's pipes.
@@ -80,6 +104,10 @@ pub fn run(plan: &InitPlan, fds: InitFds) -> ! {
 fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     // Die with the supervisor (bubblewrap's --die-with-parent), then wait for the id maps.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
+    if let Some(cpus) = &plan.cpus {
+        // Only a placement hint: where it cannot be had, init runs where the kernel puts it.
+        let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &cpus.elsewhere);
+    }
     // The network namespace is made here rather than by `clone`, which would make the
     // supervisor wait for it: now it writes the id maps and makes the cgroup meanwhile. Owning
     // the namespace needs no id map, only the capabilities init has in its user namespace.
@@ -100,6 +128,9 @@ fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
         send_listener(port, fds)?;
     }
     join_cgroup(fds)?;
+    if let Some(cpus) = &plan.cpus {
+        nix::sched::sched_setaffinity(Pid::from_raw(0), &cpus.all).map_err(at(Stage::CpuAffinity))?;
+    }
     // Entered only now, so the namespace is rooted at the cgroup the supervisor just assigned.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at(Stage::CgroupNamespace))?;
     drop_capabilities(plan.cap_last)?;
@@ -274,5 +305,28 @@ fn reap_until(payload: Pid, channel: &OwnedFd) -> i32 {
             Ok(_) | Err(Errno::EINTR) => continue,
             Err(_) => return 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::sched::CpuSet;
+
+    use super::CpuSpread;
+
+    fn set(cpus: &[usize]) -> CpuSet {
+        let mut set = CpuSet::new();
+        for &cpu in cpus {
+            set.set(cpu).unwrap();
+        }
+        set
+    }
+
+    #[test]
+    fn init_starts_on_the_other_cpus_and_gives_them_all_back() {
+        let spread = CpuSpread::new(set(&[0, 1, 3]), 1).expect("other CPUs are allowed");
+        assert_eq!(spread.elsewhere, set(&[0, 3]));
+        assert_eq!(spread.all, set(&[0, 1, 3]));
+        assert!(CpuSpread::new(set(&[2]), 2).is_none(), "one CPU: nowhere else to go");
     }
 }

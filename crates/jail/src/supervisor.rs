@@ -18,7 +18,7 @@ use crate::cgroup::{Cgroup, CgroupStats, Placement};
 use crate::channel::{ChildMessage, Receiver};
 use crate::error::JailError;
 use crate::exec_plan::ExecPlan;
-use crate::init::{InitFds, InitPlan};
+use crate::init::{CpuSpread, InitFds, InitPlan};
 use crate::outcome::{Applied, Outcome, Status, Usage};
 use crate::spec::{BuiltinLimits, LandlockMode, NetworkMode, SandboxSpec, Stdin};
 use crate::sys::{self, CloneResult};
@@ -115,6 +115,7 @@ fn run_with_stdin(
         root_mode: nix::unistd::geteuid().is_root(),
         landlock_abi,
         rlimits: rlimits::wanted(&spec.limits),
+        cpus: sys::cpu_placement().and_then(|(allowed, current)| CpuSpread::new(allowed, current)),
     };
     let mut cgroup = None;
     let mut left_out = BuiltinLimits::default();

@@ -90,6 +90,15 @@ pub fn restrict_mount(path: &CStr, readonly: bool) -> Result<(), Errno> {
     Errno::result(ret).map(drop)
 }
 
+/// The CPUs this process may run on, and the one it runs on now (`None` when the kernel does
+/// not say).
+pub fn cpu_placement() -> Option<(nix::sched::CpuSet, usize)> {
+    let allowed = nix::sched::sched_getaffinity(Pid::from_raw(0)).ok()?;
+    // SAFETY: sched_getcpu takes no arguments and only returns a number (-1 on failure).
+    let current = unsafe { libc::sched_getcpu() };
+    Some((allowed, usize::try_from(current).ok()?))
+}
+
 /// Resource usage returned by `wait4(2)`.
 pub struct WaitResult {
     /// Raw wait status.
