@@ -43,10 +43,14 @@ to pipes (``--output pipe``, the default; Airlock then prints its JSON result, e
 Any run that does not exit 0 aborts the benchmark with its output: there are no silent
 failures.
 
+Airlock runs from a copy of the binary in the benchmark's temporary directory, as an installed
+one would: a file the linker has just written sits in the page cache in small pieces, and
+starting it then costs 0.4 to 0.7 ms more per run on the reference machine (see
+docs/benchmarks.md). bwrap runs as installed.
+
 With ``--user NAME`` every tool runs as that user (real and effective uid/gid set, supplementary
 groups cleared, like ``setpriv --reuid=NAME --regid=NAME --clear-groups``, but done by
-``subprocess`` itself so no extra program is executed), from a copy of the airlock binary in a
-world-readable temporary directory.
+``subprocess`` itself so no extra program is executed); the copy is world-readable.
 
 Every tool gets the same minimal environment (PATH, HOME = an empty temporary directory,
 LANG), so no configuration file from the caller's home is picked up.
@@ -179,11 +183,12 @@ class Setup:
                 raise BenchError("--user needs the benchmark to run as root")
             self.creds = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
             os.chown(self.home, pw.pw_uid, pw.pw_gid)
-            # The build tree may not be reachable for that user: run a copy.
-            copy = os.path.join(tmp, "airlock")
-            shutil.copy2(self.airlock, copy)
-            os.chmod(copy, 0o755)
-            self.airlock = copy
+        # Installed, not freshly linked (see the module's documentation); the build tree may
+        # also not be reachable for --user.
+        copy = os.path.join(tmp, "airlock")
+        shutil.copy2(self.airlock, copy)
+        os.chmod(copy, 0o755)
+        self.airlock = copy
         self.no_cgroup_config = os.path.join(tmp, "no-cgroup.toml")
         with open(self.no_cgroup_config, "w") as f:
             f.write(NO_CGROUP_CONFIG)
