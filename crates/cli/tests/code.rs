@@ -503,6 +503,29 @@ fn root_a_restart_or_delete_ends_the_run_going_on() {
 }
 
 #[test]
+fn root_runs_waiting_their_turn_end_when_their_context_is_deleted() {
+    let server = Server::start("code-delete-queue", &[]);
+    let sandbox = server.create_sandbox(&json!({}));
+    let context_path = format!("/v1/sandboxes/{sandbox}/contexts/python");
+    let code_path = format!("/v1/sandboxes/{sandbox}/code");
+    python(&server, &sandbox, "started = 1");
+    let running = || server.get(&context_path).json()["running"] == true;
+    let first = server.post_in_background(&code_path, &json!({"code": "import time\ntime.sleep(60)"}));
+    support::wait_for(running);
+    // The second waits for the first's turn to end; it must not start a kernel for a context
+    // that is gone by then (that kernel would outlive it and block the context's name).
+    let second = server.post_in_background(&code_path, &json!({"code": "print('second ran')"}));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let deleted = server.request("DELETE", &context_path, None);
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    for run in [first, second] {
+        let ended = run.join().unwrap().json();
+        assert_eq!(ended["status"], "context_lost", "{ended}");
+    }
+    assert_eq!(python(&server, &sandbox, "'started' in globals()")["result"]["text/plain"], "False");
+}
+
+#[test]
 fn root_a_kernel_gone_between_runs_is_replaced_and_what_runs_use_is_measured() {
     let server = Server::start("code-gone-between", &[]);
     let sandbox = server.create_sandbox(&json!({}));

@@ -4,6 +4,7 @@
 //! turns; runs in different contexts go on at once.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use airlock_agent::protocol::{CodeMode, ContextStartRequest, Event, Language, Op};
@@ -38,6 +39,9 @@ struct Context {
     kernel: tokio::sync::Mutex<Option<KernelLink>>,
     /// Reaches the run going on, if any.
     signals: Mutex<Option<mpsc::UnboundedSender<RunSignal>>>,
+    /// Set once the context is deleted: a run that gets the kernel after that ends without
+    /// starting one, which would outlive the context in the sandbox.
+    deleted: AtomicBool,
 }
 
 impl Context {
@@ -135,7 +139,12 @@ impl Runtime {
         let (_, conn, table) = self.running_contexts(owner, sandbox_id, "delete a context")?;
         let context = table.get(sandbox_id, id)?;
         table.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        context.deleted.store(true, Ordering::SeqCst);
         context.signal(RunSignal::Stopped);
+        // The run going on ends on the signal; while its kernel is held here, no run can start
+        // another one, and those waiting their turn see the context deleted.
+        let mut kernel = context.kernel.lock().await;
+        *kernel = None;
         call_done(&conn, sandbox_id, Op::ContextStop { context: id.to_owned() }).await
     }
 
@@ -308,6 +317,10 @@ async fn drive_run(
     signals: &mut mpsc::UnboundedReceiver<RunSignal>,
 ) -> Result<CodeEnd, RuntimeError> {
     let (record, conn, table) = live;
+    if context.deleted.load(Ordering::SeqCst) {
+        let message = format!("context {} was deleted", request.context);
+        return Ok(CodeEnd { status: RunStatus::ContextLost, message: Some(message), ..CodeEnd::default() });
+    }
     if !kernel.as_mut().is_some_and(KernelLink::alive) {
         *kernel = None;
         stop_kernel(conn, &record.id, &request.context).await?;
@@ -389,6 +402,7 @@ async fn start_context_in(
         record: Mutex::new(spec),
         kernel: tokio::sync::Mutex::new(Some(link)),
         signals: Mutex::default(),
+        deleted: AtomicBool::new(false),
     });
     table.entries.lock().unwrap_or_else(|e| e.into_inner()).insert(id, Arc::clone(&context));
     Ok(context)
