@@ -2,9 +2,9 @@
 //!
 //! It is PID 1 of the sandbox's pid namespace ("init"). It makes its network namespace, waits until
 //! the supervisor has written its id maps, builds the filesystem, joins its cgroup, drops every
-//! privilege, installs landlock and seccomp, then forks the payload and reaps processes until the
-//! payload exits. When init exits
-//! the kernel kills everything left in the namespace, `setsid` daemons included.
+//! privilege, installs landlock and seccomp, then spawns the payload and reaps processes until the
+//! payload exits. When init exits the kernel kills everything left in the namespace, `setsid`
+//! daemons included.
 //!
 //! Single-threaded throughout. Failures are reported to the supervisor as [`ChildMessage`]s.
 
@@ -59,8 +59,7 @@ impl CpuSpread {
     pub fn new(allowed: nix::sched::CpuSet, current: usize) -> Option<CpuSpread> {
         let mut elsewhere = allowed;
         elsewhere.unset(current).ok()?;
-        let any = (0..nix::sched::CpuSet::count()).any(|cpu| elsewhere.is_set(cpu).unwrap_or(false));
-        any.then_some(CpuSpread { elsewhere, all: allowed })
+        (elsewhere != nix::sched::CpuSet::new()).then_some(CpuSpread { elsewhere, all: allowed })
     }
 }
 

@@ -54,8 +54,8 @@ pub fn spawn_payload(stack: &mut [u8], child: &mut dyn FnMut() -> isize) -> Resu
     // SAFETY: the child runs on its own stack, which outlives it: CLONE_VFORK makes this call
     // return only once the child has exec'd or exited. It has its own file table, signal
     // handlers and credentials (no CLONE_FILES, CLONE_SIGHAND or CLONE_THREAD), so what it
-    // changes there stays its own; the memory it shares is only read, and init is
-    // single-threaded and suspended, so nothing changes it meanwhile.
+    // changes there stays its own. Of the memory it shares it writes only its own stack and
+    // libc's errno, and init, single-threaded and suspended, touches neither meanwhile.
     unsafe {
         nix::sched::clone(
             Box::new(child),
