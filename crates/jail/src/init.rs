@@ -1,10 +1,10 @@
 //! The sandbox side of a run: the process created by `clone` in the new namespaces.
 //!
-//! It is PID 1 of the sandbox's pid namespace ("init"). It makes its network namespace, waits until
-//! the supervisor has written its id maps, builds the filesystem, joins its cgroup, drops every
-//! privilege, installs landlock and seccomp, then spawns the payload and reaps processes until the
-//! payload exits. When init exits the kernel kills everything left in the namespace, `setsid`
-//! daemons included.
+//! It is PID 1 of the sandbox's pid namespace ("init"). It waits until the supervisor has written
+//! its id maps, builds the filesystem, enters the network namespace made meanwhile (see `netns`),
+//! joins its cgroup, drops every privilege, installs landlock and seccomp, then spawns the payload
+//! and reaps processes until the payload exits. When init exits the kernel kills everything left
+//! in the namespace, `setsid` daemons included.
 //!
 //! Single-threaded throughout. Failures are reported to the supervisor as [`ChildMessage`]s.
 
@@ -38,16 +38,17 @@ pub struct InitPlan<'a> {
     pub landlock_abi: u32,
     /// rlimits for the payload.
     pub rlimits: Vec<(nix::sys::resource::Resource, u64)>,
-    /// Where init runs while it builds the sandbox, when the caller may use several CPUs.
+    /// Where init starts, when the caller may use several CPUs.
     pub cpus: Option<CpuSpread>,
 }
 
-/// Init's CPUs while it builds the sandbox: every CPU the caller may use but the one the
-/// supervisor is on, so that the two work in parallel (the supervisor makes the cgroup
-/// meanwhile) instead of taking turns where a child starts beside its parent. `all` is given
-/// back once the cgroup is joined, so the payload gets the caller's CPUs.
+/// Where init starts: every CPU the caller may use but the one the supervisor is on. A child
+/// starts beside its parent, where the two would take turns; the supervisor moves init away
+/// right after `clone`, so that both work in parallel. Init takes `all` back once the first go
+/// arrives: pinned any longer, it would wait for its CPU while the kernel's own work (such as
+/// the cleanup of an earlier sandbox's network namespace) runs there and another CPU is idle.
 pub struct CpuSpread {
-    /// Init's CPUs until the cgroup is joined.
+    /// Init's CPUs until the first go.
     pub elsewhere: nix::sched::CpuSet,
     /// The caller's CPUs.
     pub all: nix::sched::CpuSet,
@@ -65,8 +66,8 @@ impl CpuSpread {
 
 /// The sandbox ends of the supervisor's pipes.
 pub struct InitFds {
-    /// The sandbox's end of the socket that brings the two go bytes (id maps written, cgroup
-    /// ready); EOF means the supervisor is gone.
+    /// The sandbox's end of the socket that brings the two go bytes (id maps written; cgroup and
+    /// network namespace ready); EOF means the supervisor is gone.
     pub sync: OwnedFd,
     /// Write end of the message channel (close-on-exec).
     pub channel: OwnedFd,
@@ -103,33 +104,31 @@ pub fn run(plan: &InitPlan, fds: InitFds) -> ! {
 fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     // Die with the supervisor (bubblewrap's --die-with-parent), then wait for the id maps.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
-    if let Some(cpus) = &plan.cpus {
-        // Only a placement hint: where it cannot be had, init runs where the kernel puts it.
-        let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), &cpus.elsewhere);
-    }
-    // The network namespace is made here rather than by `clone`, which would make the
-    // supervisor wait for it: now it writes the id maps and makes the cgroup meanwhile. Owning
-    // the namespace needs no id map, only the capabilities init has in its user namespace.
-    if plan.spec.network.is_private() {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).map_err(at(Stage::NetworkNamespace))?;
-        sys::loopback_up().map_err(at(Stage::Loopback))?;
-    }
     wait_for_supervisor(fds)?;
+    if let Some(cpus) = &plan.cpus {
+        // The supervisor moved init to other CPUs than its own before the go (see
+        // `CpuSpread`); having started there, init may go wherever the kernel finds room.
+        nix::sched::sched_setaffinity(Pid::from_raw(0), &cpus.all).map_err(at(Stage::CpuAffinity))?;
+    }
     become_sandbox_user(plan.root_mode)?;
     // The kernel clears the parent-death signal when the uid changes: set it again. A supervisor
     // that died in between is seen below, as EOF on the sync socket.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(at(Stage::Sync))?;
-    // The filesystem is built while the supervisor makes the cgroup; nothing forks before the
-    // second go, after which every process of the sandbox is born inside it.
+    // The filesystem is built while the supervisor makes the cgroup and the network namespace
+    // (see `netns`); nothing forks before the second go, after which every process of the
+    // sandbox is born inside the cgroup.
     rootfs::build(plan.spec)?;
     nix::unistd::sethostname(&plan.spec.hostname).map_err(at(Stage::Hostname))?;
+    let mut passed = second_go(fds)?.into_iter();
+    if plan.spec.network.is_private() {
+        let netns = passed.next().ok_or((Stage::Sync, Errno::EPROTO))?;
+        nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(at(Stage::NetworkNamespace))?;
+    }
     if let NetworkMode::Proxied { port } = plan.spec.network {
         send_listener(port, fds)?;
     }
-    join_cgroup(fds)?;
-    if let Some(cpus) = &plan.cpus {
-        nix::sched::sched_setaffinity(Pid::from_raw(0), &cpus.all).map_err(at(Stage::CpuAffinity))?;
-    }
+    join_cgroup(passed)?;
     // Entered only now, so the namespace is rooted at the cgroup the supervisor just assigned.
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP).map_err(at(Stage::CgroupNamespace))?;
     drop_capabilities(plan.cap_last)?;
@@ -172,16 +171,21 @@ fn send_listener(port: u16, fds: &InitFds) -> Step {
     sys::send_byte_with_fds(&fds.sync, 2, &[listener]).map_err(at(Stage::Listener))
 }
 
-/// The second go byte. On cgroup v1 it brings the run's `tasks` files: writing `0` moves this
-/// process by itself, which skips the global lock a move by another process takes (its first
-/// writer waits a whole RCU grace period).
-fn join_cgroup(fds: &InitFds) -> Step {
-    let files = match sys::recv_byte_with_fds(&fds.sync) {
-        Ok(Some(files)) => files,
-        Ok(None) => return Err((Stage::Sync, Errno::EPIPE)),
-        Err(e) => return Err((Stage::Sync, e)),
-    };
-    for file in &files {
+/// The second go byte, with what the supervisor made meanwhile: the network namespace first
+/// when the network is private, then the cgroup's files to join (see [`join_cgroup`]).
+fn second_go(fds: &InitFds) -> Result<Vec<OwnedFd>, (Stage, Errno)> {
+    match sys::recv_byte_with_fds(&fds.sync) {
+        Ok(Some(passed)) => Ok(passed),
+        Ok(None) => Err((Stage::Sync, Errno::EPIPE)),
+        Err(e) => Err((Stage::Sync, e)),
+    }
+}
+
+/// On cgroup v1 the second go brings the run's `tasks` files: writing `0` moves this process by
+/// itself, which skips the global lock a move by another process takes (its first writer waits
+/// a whole RCU grace period). On v2 there are none: the supervisor has moved init already.
+fn join_cgroup(files: impl Iterator<Item = OwnedFd>) -> Step {
+    for file in files {
         match nix::unistd::write(file, b"0") {
             Ok(1) => {}
             Ok(_) => return Err((Stage::CgroupJoin, Errno::EIO)),

@@ -3,8 +3,9 @@
 //!
 //! The engine knows nothing of HTTP, configuration files or environment variables. It runs in
 //! the caller's process, which must be single-threaded: [`run`] clones a child into new user,
-//! mount, pid, ipc, uts, net and cgroup namespaces, and that child (the sandbox init) builds a
-//! fresh root, drops every privilege and runs the payload; see `init` for the order of steps.
+//! mount, pid, ipc and uts namespaces, and that child (the sandbox init) builds a fresh root,
+//! enters a new network namespace (made beside it, see `netns`) and a cgroup namespace, drops
+//! every privilege and runs the payload; see `init` for the order of steps.
 //! All `unsafe` code is in `sys`.
 
 pub mod cgroup;
@@ -14,6 +15,7 @@ mod exec_plan;
 mod init;
 mod kernel_file;
 mod landlock_rules;
+mod netns;
 pub mod outcome;
 mod rlimits;
 mod rootfs;

@@ -19,6 +19,7 @@ use crate::channel::{ChildMessage, Receiver};
 use crate::error::JailError;
 use crate::exec_plan::ExecPlan;
 use crate::init::{CpuSpread, InitFds, InitPlan};
+use crate::netns::NetnsHelper;
 use crate::outcome::{Applied, Outcome, Status, Usage};
 use crate::spec::{BuiltinLimits, LandlockMode, NetworkMode, SandboxSpec, Stdin};
 use crate::sys::{self, CloneResult};
@@ -273,23 +274,13 @@ fn start_and_supervise(
         }
         CloneResult::Parent(pid) => pid,
     };
+    if let Some(cpus) = &plan.cpus {
+        // Only a placement hint: where it cannot be had, init runs where the kernel puts it.
+        let _ = nix::sched::sched_setaffinity(pid, &cpus.elsewhere);
+    }
     drop((sync_child, channel.write, stdout.write, stderr.write, stdin));
-    // Two go bytes: the first once the id maps exist; init then builds its filesystem while the
-    // cgroup's place is decided and the cgroup made here. The second comes once it can join: on
-    // v1 it carries the `tasks` files init writes itself into (see `Cgroup::self_join_files`);
-    // on v2 init has been moved already. The socket stays open for the whole run.
-    let go = |join: &[OwnedFd]| sys::send_byte_with_fds(&sync, 1, join).map_err(sv("release sandbox"));
-    let released = write_id_maps(pid, spec, plan.root_mode).and_then(|()| go(&[])).and_then(|()| {
-        let (placement, dropped) = place(spec)?;
-        *left_out = dropped;
-        let Some(placement) = placement else { return go(&[]) };
-        let cg = cgroup.insert(placement.create(&cgroup_name())?);
-        let join = cg.self_join_files()?;
-        if join.is_empty() {
-            cg.add_process(pid.as_raw())?;
-        }
-        go(&join)
-    });
+    let go = |passed: &[OwnedFd]| sys::send_byte_with_fds(&sync, 1, passed).map_err(sv("release sandbox"));
+    let released = release(pid, spec, plan.root_mode, (cgroup, left_out), &go);
     let released = released.and_then(|()| match spec.network {
         NetworkMode::Proxied { .. } => receive_listener(&sync).map(|listener| sink.listener(listener)),
         NetworkMode::None | NetworkMode::Host => Ok(()),
@@ -312,6 +303,43 @@ fn start_and_supervise(
     let wait = sys::wait4(pid).map_err(sv("wait for sandbox"))?;
     drop(sync);
     Ok((outcome_from(raw?, &wait, spec)?, stats))
+}
+
+/// Take init from `clone` to its last setup steps with two go bytes (`go`). The first comes
+/// once the id maps exist; init then builds its filesystem while a helper makes the network
+/// namespace (see `netns`) and the cgroup is made here. The second carries the namespace, then
+/// on v1 the `tasks` files init writes itself into (see `Cgroup::self_join_files`); on v2 init
+/// has been moved already.
+fn release(
+    pid: Pid,
+    spec: &SandboxSpec,
+    root_mode: bool,
+    (cgroup, left_out): (&mut Option<Cgroup>, &mut BuiltinLimits),
+    go: &dyn Fn(&[OwnedFd]) -> Result<(), JailError>,
+) -> Result<(), JailError> {
+    write_id_maps(pid, spec, root_mode)?;
+    // Decided before the go: it reads the mount table, which would wait on the kernel's global
+    // mount lock while init mounts.
+    let (placement, dropped) = place(spec)?;
+    *left_out = dropped;
+    go(&[])?;
+    let netns = spec.network.is_private().then(|| NetnsHelper::start(pid)).transpose()?;
+    let made = match placement {
+        Some(placement) => Some(cgroup.insert(placement.create(&cgroup_name())?)),
+        None => None,
+    };
+    let mut passed = Vec::new();
+    if let Some(helper) = &netns {
+        passed.push(helper.namespace()?);
+    }
+    if let Some(made) = made {
+        let join = made.self_join_files()?;
+        if join.is_empty() {
+            made.add_process(pid.as_raw())?;
+        }
+        passed.extend(join);
+    }
+    go(&passed)
 }
 
 /// The listening socket init sends on the sync socket before it joins its cgroup; end of file

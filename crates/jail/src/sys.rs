@@ -241,8 +241,9 @@ pub fn execve(path: &CStr, argv: &[*const libc::c_char], envp: &[*const libc::c_
     Errno::last()
 }
 
-/// Bring up the loopback interface of the current network namespace (it starts down).
-pub fn loopback_up() -> Result<(), Errno> {
+/// Bring up the loopback interface of the current network namespace (it starts down) and return
+/// the socket that did it, which belongs to that namespace.
+pub fn loopback_up() -> Result<OwnedFd, Errno> {
     use std::os::fd::AsRawFd;
     let sock = nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Inet,
@@ -260,7 +261,38 @@ pub fn loopback_up() -> Result<(), Errno> {
     // SAFETY: the flags member of the union was just written by the kernel.
     unsafe { req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short };
     // SAFETY: SIOCSIFFLAGS reads the ifreq we pass.
-    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) }).map(drop)
+    Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) })?;
+    Ok(sock)
+}
+
+/// The network namespace `sock` belongs to, as a namespace descriptor for `setns` (`SIOCGSKNS`,
+/// Linux 4.9+). The kernel opens it close-on-exec.
+pub fn network_namespace_of(sock: &OwnedFd) -> Result<OwnedFd, Errno> {
+    // SAFETY: SIOCGSKNS takes no argument and passes no memory.
+    let fd = Errno::result(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGSKNS) })?;
+    // SAFETY: on success the ioctl returns a descriptor it just installed in this process's
+    // table; nothing else refers to it, so it is owned exactly once, here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The user namespace that owns the namespace `ns` (`NS_GET_USERNS`, Linux 4.9+).
+#[cfg(test)]
+pub fn namespace_owner(ns: &OwnedFd) -> Result<OwnedFd, Errno> {
+    const NS_GET_USERNS: libc::c_ulong = 0xb701;
+    // SAFETY: NS_GET_USERNS takes no argument and passes no memory.
+    let fd = Errno::result(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) })?;
+    // SAFETY: a new descriptor the ioctl just installed; nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `fork(2)`, for a short-lived helper of the supervisor (see `netns`).
+///
+/// The caller must be single-threaded so that the child's copy of the address space has no lock
+/// held by a thread that does not exist in it; the engine checks this before every run.
+pub fn fork() -> Result<nix::unistd::ForkResult, Errno> {
+    // SAFETY: with one thread in the caller, the child may run any code: glibc's fork resets
+    // its own locks in the child, and no other thread's state is copied half-made.
+    unsafe { nix::unistd::fork() }
 }
 
 /// A TCP socket listening on `127.0.0.1:port` in the current network namespace.
