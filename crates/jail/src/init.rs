@@ -143,10 +143,10 @@ fn setup(plan: &InitPlan, fds: &InitFds) -> Result<Pid, (Stage, Errno)> {
     // are close-on-exec already, and the payload's stdio is dup'ed over 0 to 2.
     sys::set_cloexec_from(3).map_err(at(Stage::Stdio))?;
     // Everything the child reads is prepared here: it runs on init's memory and must not
-    // allocate (see `sys::spawn_payload`).
+    // allocate (see `sys::spawn_vfork`).
     let pointers = plan.exec.pointers();
     let mut stack = vec![0u8; PAYLOAD_STACK_BYTES];
-    sys::spawn_payload(&mut stack, &mut || exec_payload(plan, fds, &pointers)).map_err(at(Stage::Fork))
+    sys::spawn_vfork(&mut stack, false, &mut || exec_payload(plan, fds, &pointers)).map_err(at(Stage::Fork))
 }
 
 /// Stack of the spawned payload until its `execve`: what `exec_payload` needs, with room to

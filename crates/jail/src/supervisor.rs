@@ -19,11 +19,10 @@ use crate::channel::{ChildMessage, Receiver};
 use crate::error::JailError;
 use crate::exec_plan::ExecPlan;
 use crate::init::{CpuSpread, InitFds, InitPlan};
-use crate::netns::NetnsHelper;
 use crate::outcome::{Applied, Outcome, Status, Usage};
 use crate::spec::{BuiltinLimits, LandlockMode, NetworkMode, SandboxSpec, Stdin};
 use crate::sys::{self, CloneResult};
-use crate::{rlimits, seccomp, validate};
+use crate::{netns, rlimits, seccomp, validate};
 
 /// Which stream output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,15 +322,12 @@ fn release(
     let (placement, dropped) = place(spec)?;
     *left_out = dropped;
     go(&[])?;
-    let netns = spec.network.is_private().then(|| NetnsHelper::start(pid)).transpose()?;
+    let netns = spec.network.is_private().then(|| netns::make_for(pid)).transpose()?;
     let made = match placement {
         Some(placement) => Some(cgroup.insert(placement.create(&cgroup_name())?)),
         None => None,
     };
-    let mut passed = Vec::new();
-    if let Some(helper) = &netns {
-        passed.push(helper.namespace()?);
-    }
+    let mut passed: Vec<OwnedFd> = netns.into_iter().collect();
     if let Some(made) = made {
         let join = made.self_join_files()?;
         if join.is_empty() {

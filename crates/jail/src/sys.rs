@@ -42,28 +42,42 @@ pub fn clone_into_namespaces(flags: libc::c_int) -> Result<CloneResult, Errno> {
     }
 }
 
-/// Start the payload as `posix_spawn` does: `clone(CLONE_VM | CLONE_VFORK)` with `child`
-/// running on `stack`. Init's address space is not copied (no page tables to duplicate, no
-/// copy-on-write faults before `execve`), and init sleeps until the child has called `execve`
-/// or exited, so the two never run at the same time.
+/// Run `child` in a new process on `stack`, as `posix_spawn` does: `clone(CLONE_VM |
+/// CLONE_VFORK)`, plus `CLONE_FILES` when `share_files`. The caller's address space is not
+/// copied (no page tables to duplicate, no copy-on-write faults), and the caller sleeps until the
+/// child has called `execve` or exited, so the two never run at the same time.
 ///
-/// `child` shares init's memory: it may only make system calls on data prepared before this
-/// call, must not allocate, and ends with `execve` or `_exit` (see `init::exec_payload`).
-pub fn spawn_payload(stack: &mut [u8], child: &mut dyn FnMut() -> isize) -> Result<Pid, Errno> {
+/// `child` shares the caller's memory (and, with `share_files`, its descriptor table): it may
+/// only make system calls on data prepared before this call and write what it borrows, must not
+/// allocate, and ends with `execve`, `_exit`, or by returning its exit status.
+pub fn spawn_vfork(
+    stack: &mut [u8],
+    share_files: bool,
+    child: &mut dyn FnMut() -> isize,
+) -> Result<Pid, Errno> {
     use nix::sched::CloneFlags;
-    // SAFETY: the child runs on its own stack, which outlives it: CLONE_VFORK makes this call
-    // return only once the child has exec'd or exited. It has its own file table, signal
-    // handlers and credentials (no CLONE_FILES, CLONE_SIGHAND or CLONE_THREAD), so what it
-    // changes there stays its own. Of the memory it shares it writes only its own stack and
-    // libc's errno, and init, single-threaded and suspended, touches neither meanwhile.
-    unsafe {
-        nix::sched::clone(
-            Box::new(child),
-            stack,
-            CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK,
-            Some(libc::SIGCHLD),
-        )
+    let mut flags = CloneFlags::CLONE_VM | CloneFlags::CLONE_VFORK;
+    if share_files {
+        flags |= CloneFlags::CLONE_FILES;
     }
+    // SAFETY: the child runs on its own stack, which outlives it: CLONE_VFORK makes this call
+    // return only once the child has exec'd or exited. It has its own signal handlers and
+    // credentials (no CLONE_SIGHAND or CLONE_THREAD), so what it changes there stays its own.
+    // Of the memory it shares it writes only its own stack, what `child` borrows mutably, and
+    // libc's errno; the calling thread, suspended meanwhile, touches none of them.
+    unsafe { nix::sched::clone(Box::new(child), stack, flags, Some(libc::SIGCHLD)) }
+}
+
+/// `open(2)` of `path`, read-only and close-on-exec, without allocating (for [`spawn_vfork`]
+/// children).
+pub fn open_read_only(path: &CStr) -> Result<OwnedFd, Errno> {
+    let fd = nix::fcntl::open(
+        path,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    // SAFETY: a descriptor open(2) just returned; nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `mount_setattr(2)` (Linux 5.12+) on the mount at `path`: add nosuid, nodev and, when
@@ -283,16 +297,6 @@ pub fn namespace_owner(ns: &OwnedFd) -> Result<OwnedFd, Errno> {
     let fd = Errno::result(unsafe { libc::ioctl(ns.as_raw_fd(), NS_GET_USERNS) })?;
     // SAFETY: a new descriptor the ioctl just installed; nothing else refers to it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// `fork(2)`, for a short-lived helper of the supervisor (see `netns`).
-///
-/// The caller must be single-threaded so that the child's copy of the address space has no lock
-/// held by a thread that does not exist in it; the engine checks this before every run.
-pub fn fork() -> Result<nix::unistd::ForkResult, Errno> {
-    // SAFETY: with one thread in the caller, the child may run any code: glibc's fork resets
-    // its own locks in the child, and no other thread's state is copied half-made.
-    unsafe { nix::unistd::fork() }
 }
 
 /// A TCP socket listening on `127.0.0.1:port` in the current network namespace.
