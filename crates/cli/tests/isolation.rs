@@ -205,6 +205,18 @@ fn python_node_and_bash_run_inside() {
     assert_eq!(r.stdout(), "42\n42\n42\n", "{}", r.payload_stderr());
 }
 
+/// The loader's cache and the TLS bundle are the host's, byte for byte, where the host has them
+/// (the loader's cache always): the sandbox's `/etc` keeps what programs read at run time.
+#[test]
+fn the_loader_cache_and_the_ca_bundle_are_the_hosts() {
+    let script = "cksum /etc/ld.so.cache /etc/ssl/certs/ca-certificates.crt 2>&1; true";
+    let host = std::process::Command::new("sh").args(["-c", script]).output().expect("run cksum on the host");
+    let host = String::from_utf8(host.stdout).unwrap();
+    assert!(host.lines().next().is_some_and(|l| l.ends_with(" /etc/ld.so.cache")), "host: {host}");
+    let r = sh(script);
+    assert_eq!(r.stdout(), host, "{}", r.payload_stderr());
+}
+
 #[test]
 fn runs_as_the_sandbox_user_with_generated_identity() {
     let r = sh("id; hostname; cat /proc/self/uid_map");

@@ -25,18 +25,17 @@ use crate::spec::{NetworkMode, SandboxSpec, Workspace, SANDBOX_UID};
 /// Host directories under `/` bound read-only (or recreated as symlinks when they are symlinks).
 const SYSTEM_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
-/// Host `/etc` entries the dynamic loader, TLS and common runtimes need; everything else in the
-/// sandbox's `/etc` is generated. Not the `python3.X` directories: they hold only Debian's
-/// `sitecustomize.py`, which looks for an apport crash hook (useless in a sandbox) at every
-/// Python start, 0.2 ms.
+/// Host `/etc` entries the dynamic loader, compilers, TLS and common runtimes read; everything
+/// else in the sandbox's `/etc` is generated. Left out, as nothing reads them at run time: the
+/// inputs of `update-ca-certificates` (`ca-certificates`, `ca-certificates.conf`; the bundle
+/// itself is under `ssl`), and Debian's `python3` and `python3.X` packaging directories (the
+/// latter's `sitecustomize.py` looks for an apport crash hook at every Python start, 0.2 ms).
 const ETC_FROM_HOST: &[&str] = &[
     "ld.so.cache",
     "ld.so.conf",
     "ld.so.conf.d",
     "alternatives",
     "ssl",
-    "ca-certificates",
-    "ca-certificates.conf",
     "pki",
     "crypto-policies",
     "fonts",
@@ -46,7 +45,6 @@ const ETC_FROM_HOST: &[&str] = &[
     "services",
     "os-release",
     "debian_version",
-    "python3",
 ];
 
 /// `/proc` entries that must not be reachable: covered with `/dev/null` (files) or an empty
