@@ -6,8 +6,9 @@ use nix::errno::Errno;
 use crate::cgroup::CgroupError;
 use crate::seccomp::SeccompError;
 
-/// A step of sandbox setup inside the child. Travels over the control pipe as a number, so the
-/// discriminants are part of the wire format between the two sides of one run.
+/// A step of sandbox setup, in init or in the helper that makes its network namespace. Travels
+/// over the control pipe as a number, so the discriminants are part of the wire format between
+/// the two sides of one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Stage {
@@ -47,7 +48,7 @@ pub enum Stage {
     Stdio = 17,
     /// Forking the payload from the sandbox init.
     Fork = 18,
-    /// Bringing up the loopback interface.
+    /// Bringing up the loopback interface of the new network namespace (the supervisor's helper).
     Loopback = 19,
     /// Entering a new cgroup namespace rooted at the sandbox's cgroup.
     CgroupNamespace = 20,
@@ -55,7 +56,7 @@ pub enum Stage {
     CgroupJoin = 21,
     /// Making the loopback listener handed to the caller ([`crate::NetworkMode::Proxied`]).
     Listener = 22,
-    /// Entering the sandbox's own network namespace.
+    /// Making the sandbox's own network namespace (the supervisor's helper) or entering it (init).
     NetworkNamespace = 23,
     /// Giving init the caller's CPUs back before the payload starts.
     CpuAffinity = 24,
